@@ -1,0 +1,1 @@
+"""The Conformer-Transducer: configuration, front end, streaming encoder, decoder, checkpoints."""

@@ -1,0 +1,99 @@
+"""Model configuration (``config.json`` of a checkpoint), validated with pydantic."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+FORMAT_VERSION = 1
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FeatureConfig(_Strict):
+    """Log-mel filterbank front end (Kaldi-compatible, computed by kaldi-native-fbank)."""
+
+    sample_rate: int = 16000
+    num_mel_bins: int = 80
+    frame_length_ms: float = 25.0
+    frame_shift_ms: float = 10.0
+
+
+class EncoderConfig(_Strict):
+    """Conformer encoder and its streaming attention mask.
+
+    Streaming is defined on encoder frames (after 4x subsampling, 40 ms each): a frame sees
+    its own chunk of ``chunk_size`` frames and ``left_chunks`` previous chunks; the first
+    layer also sees ``right_context`` frames of the next chunk (see docs/decisions).
+    """
+
+    d_model: int = 144
+    num_layers: int = 10
+    num_heads: int = 4
+    ffn_dim: int = 576
+    conv_kernel: int = 15
+    subsampling_channels: int = 64
+    max_relative_distance: int = 64
+    dropout: float = 0.1
+    chunk_size: int = Field(8, ge=1)
+    left_chunks: int = Field(8, ge=1)
+    right_context: int = Field(2, ge=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> EncoderConfig:
+        if self.d_model % self.num_heads:
+            raise ValueError(f"d_model {self.d_model} is not divisible by num_heads {self.num_heads}")
+        if self.conv_kernel < 2:
+            raise ValueError("conv_kernel must be at least 2")
+        if self.right_context > self.chunk_size:
+            raise ValueError("right_context may not exceed chunk_size")
+        return self
+
+
+class DecoderConfig(_Strict):
+    """Stateless prediction network: embeddings of the last ``context_size`` tokens."""
+
+    embed_dim: int = 256
+    context_size: int = 2
+
+
+class TokenizerConfig(_Strict):
+    """SentencePiece model with the blank at id 0 and optional special symbols."""
+
+    type: Literal["sentencepiece"] = "sentencepiece"
+    file: str = "tokenizer.model"
+    vocab_size: int
+    blank_id: int = 0
+    channel_change_token: str | None = None
+
+
+class ModelConfig(_Strict):
+    """Everything needed to rebuild a checkpoint's network and run it."""
+
+    format_version: int = FORMAT_VERSION
+    name: str
+    languages: list[str] = Field(default_factory=lambda: ["en"], min_length=1)
+    multi_talker: bool = False
+    features: FeatureConfig = Field(default_factory=FeatureConfig)
+    encoder: EncoderConfig = Field(default_factory=EncoderConfig)
+    decoder: DecoderConfig = Field(default_factory=DecoderConfig)
+    joiner_dim: int = 256
+    tokenizer: TokenizerConfig
+    max_symbols_per_frame: int = Field(3, ge=1)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.features.sample_rate
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelConfig:
+        if self.format_version != FORMAT_VERSION:
+            raise ValueError(
+                f"unknown format_version {self.format_version}; this server reads version {FORMAT_VERSION}"
+            )
+        if self.multi_talker and not self.tokenizer.channel_change_token:
+            raise ValueError("multi_talker models need tokenizer.channel_change_token")
+        return self

@@ -1,0 +1,178 @@
+"""Streaming Conformer encoder: masked full-utterance forward and chunk-by-chunk step.
+
+Both paths compute the same function (tests/test_streaming_equivalence.py): the masked
+forward is what training and offline evaluation use, the step is what the server runs.
+Encoder frames are 4 fbank frames (40 ms). Chunk k holds encoder frames
+[k*C, (k+1)*C); a frame attends to its own chunk and ``left_chunks`` chunks before it, and
+in the first layer also to the first ``right_context`` frames of the next chunk. Later
+layers get no lookahead, so the algorithmic latency is (C + R) frames and the step can
+recompute the lookahead frames of layer 0 from the features alone.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from server.model.config import EncoderConfig, FeatureConfig
+from server.model.conformer import ConformerBlock, Subsampling
+
+SUBSAMPLING_FACTOR = 4
+# Fbank frames a window of n encoder frames needs beyond 4n (the two 3x3 convolutions).
+SUBSAMPLING_EXTRA_FRAMES = 3
+
+
+def chunk_attention_mask(
+    num_frames: int, chunk_size: int | None, left_chunks: int | None, right_context: int, device: torch.device
+) -> Tensor:
+    """(T, T) bool, True where query frame t may attend key frame tau.
+
+    ``chunk_size`` None means full context; ``left_chunks`` None means unlimited history.
+    """
+    if chunk_size is None:
+        return torch.ones(num_frames, num_frames, dtype=torch.bool, device=device)
+    index = torch.arange(num_frames, device=device)
+    query_chunk = index // chunk_size
+    allowed = index[None, :] < ((query_chunk + 1) * chunk_size + right_context)[:, None]
+    if left_chunks is not None:
+        allowed &= (index[None, :] // chunk_size) >= (query_chunk - left_chunks)[:, None]
+    return allowed
+
+
+class ConformerEncoder(nn.Module):
+    """Global CMVN -> 4x conv subsampling -> Conformer blocks."""
+
+    def __init__(self, config: EncoderConfig, features: FeatureConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.register_buffer("feature_mean", torch.zeros(features.num_mel_bins))
+        self.register_buffer("feature_std", torch.ones(features.num_mel_bins))
+        self.subsampling = Subsampling(features.num_mel_bins, config.subsampling_channels, config.d_model)
+        self.dropout = nn.Dropout(config.dropout)
+        self.layers = nn.ModuleList(
+            ConformerBlock(config.d_model, config.num_heads, config.ffn_dim, config.conv_kernel,
+                           config.max_relative_distance, config.dropout)
+            for _ in range(config.num_layers)
+        )
+
+    # -- geometry -------------------------------------------------------------------------
+    @property
+    def cache_frames(self) -> int:
+        """M: left-context encoder frames kept per layer."""
+        return self.config.left_chunks * self.config.chunk_size
+
+    @property
+    def feature_window(self) -> int:
+        """Fbank frames one streaming step reads: chunk + lookahead + subsampling context."""
+        return SUBSAMPLING_FACTOR * (self.config.chunk_size + self.config.right_context) + SUBSAMPLING_EXTRA_FRAMES
+
+    @property
+    def feature_shift(self) -> int:
+        """Fbank frames the window advances after a full chunk."""
+        return SUBSAMPLING_FACTOR * self.config.chunk_size
+
+    def _embed(self, features: Tensor) -> Tensor:
+        return self.dropout(self.subsampling((features - self.feature_mean) / self.feature_std))
+
+    # -- whole utterance ------------------------------------------------------------------
+    def forward(
+        self,
+        features: Tensor,
+        feature_lengths: Tensor,
+        chunk_size: int | None = -1,
+        left_chunks: int | None = -1,
+        right_context: int = -1,
+    ) -> tuple[Tensor, Tensor]:
+        """features (B, T, F), feature_lengths (B,) -> (B, T', D), lengths (B,).
+
+        The mask defaults (-1) to the serving configuration; ``chunk_size=None`` is
+        full context (offline); ``left_chunks=None`` is unlimited history.
+        """
+        if chunk_size == -1:
+            chunk_size = self.config.chunk_size
+        if left_chunks == -1:
+            left_chunks = self.config.left_chunks
+        if right_context == -1:
+            right_context = self.config.right_context
+        x = self._embed(features)
+        lengths = Subsampling.output_length(feature_lengths)
+        num_frames = x.shape[1]
+        position = torch.arange(num_frames, device=x.device)
+        distance = position[None, :] - position[:, None]
+        key_valid = (position[None, :] < lengths[:, None])[:, None, :]  # (B, 1, T')
+        mask_rest = chunk_attention_mask(num_frames, chunk_size, left_chunks, 0, x.device)[None] & key_valid
+        mask_first = mask_rest
+        if right_context and chunk_size is not None:
+            mask_first = chunk_attention_mask(num_frames, chunk_size, left_chunks, right_context, x.device)
+            mask_first = mask_first[None] & key_valid
+        for index, layer in enumerate(self.layers):
+            x, _, _, _ = layer(x, mask_first if index == 0 else mask_rest, distance, num_frames)
+        return x, lengths
+
+    # -- streaming ------------------------------------------------------------------------
+    def init_caches(self, batch: int, device: torch.device | str = "cpu") -> dict[str, Tensor]:
+        """Zero caches for ``batch`` new streams (shapes as in ``StreamState``)."""
+        c = self.config
+        d_k = c.d_model // c.num_heads
+        return {
+            "attn_keys": torch.zeros(batch, c.num_layers, c.num_heads, self.cache_frames, d_k, device=device),
+            "attn_values": torch.zeros(batch, c.num_layers, c.num_heads, self.cache_frames, d_k, device=device),
+            "conv_cache": torch.zeros(batch, c.num_layers, c.d_model, c.conv_kernel - 1, device=device),
+            "chunks_done": torch.zeros(batch, dtype=torch.int64, device=device),
+        }
+
+    def step(
+        self,
+        features: Tensor,
+        num_feature_frames: Tensor,
+        attn_keys: Tensor,
+        attn_values: Tensor,
+        conv_cache: Tensor,
+        chunks_done: Tensor,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """Encode one chunk of each of B streams, which may be at different positions.
+
+        features: (B, feature_window, F), zero-padded beyond ``num_feature_frames`` (B,).
+        Caches as in ``StreamState``. Returns encoder frames (B, C, D), the number of valid
+        frames per stream (B,) (C except at a final flush), and the new attn_keys,
+        attn_values, conv_cache. ``chunks_done`` is not advanced here; the caller adds 1.
+        A step with fewer than C valid frames ends the stream: its new caches are not
+        meaningful.
+        """
+        c = self.config
+        chunk, right, cache = c.chunk_size, c.right_context, self.cache_frames
+        x = self._embed(features)  # (B, C + R, D)
+        batch, device = x.shape[0], x.device
+        valid = Subsampling.output_length(num_feature_frames).clamp(max=chunk + right)
+        cached = (chunks_done * chunk).clamp(max=cache)
+        cache_valid = torch.arange(cache, device=device)[None, :] >= (cache - cached)[:, None]  # (B, M)
+        frame_valid = torch.arange(chunk + right, device=device)[None, :] < valid[:, None]  # (B, C + R)
+        mask_first = torch.cat([cache_valid, frame_valid], dim=1)[:, None, :].expand(batch, chunk, -1)
+        mask_rest = torch.cat([cache_valid, frame_valid[:, :chunk]], dim=1)[:, None, :].expand(batch, chunk, -1)
+        key_position = torch.arange(-cache, chunk + right, device=device)
+        query_position = torch.arange(chunk, device=device)
+        distance_first = key_position[None, :] - query_position[:, None]
+        distance_rest = distance_first[:, : cache + chunk]
+
+        new_keys, new_values, new_conv = [], [], []
+        for index, layer in enumerate(self.layers):
+            first = index == 0
+            x, k, v, conv = layer(
+                x,
+                mask_first if first else mask_rest,
+                distance_first if first else distance_rest,
+                chunk,
+                attn_keys[:, index],
+                attn_values[:, index],
+                conv_cache[:, index],
+            )
+            new_keys.append(torch.cat([attn_keys[:, index], k], dim=2)[:, :, -cache:])
+            new_values.append(torch.cat([attn_values[:, index], v], dim=2)[:, :, -cache:])
+            new_conv.append(conv)
+        return (
+            x,
+            valid.clamp(max=chunk),
+            torch.stack(new_keys, dim=1),
+            torch.stack(new_values, dim=1),
+            torch.stack(new_conv, dim=1),
+        )
