@@ -1,0 +1,27 @@
+"""``asr-train``: the training recipe's command line (synth, fit, eval)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from training import evaluate, fit, synth
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="asr-train", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, module, help_text in [
+        ("synth", synth, "synthesize a speech data set with espeak-ng (manifest + audio)"),
+        ("fit", fit, "train a streaming Conformer-Transducer"),
+        ("eval", evaluate, "WER/CER of a model on a manifest"),
+    ]:
+        sub = commands.add_parser(name, help=help_text, description=module.__doc__)
+        module.add_arguments(sub)
+        sub.set_defaults(handler=module.run)
+    args = parser.parse_args(argv)
+    return int(args.handler(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,223 @@
+"""``asr-train fit``: train a streaming Conformer-Transducer with the RNN-T loss.
+
+Dynamic chunk training: each batch draws its attention mask — the serving mask most of the
+time, otherwise a random chunk size / history or full context — so one model serves its
+streaming configuration and also decodes offline (full context) for comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import time
+from pathlib import Path
+
+import jiwer
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from server.model.checkpoint import load_model, save_model
+from server.model.config import DecoderConfig, EncoderConfig, ModelConfig, TokenizerConfig
+from server.model.tokenizer import CHANNEL_CHANGE_PIECE, Tokenizer, train_tokenizer
+from server.model.transducer import StreamingTransducer
+from training.batching import Batch, bucketed_batches, collate, spec_augment
+from training.features import FeatureCache, build_feature_cache
+from training.rnnt_loss import rnnt_loss
+
+LATEST, BEST = "latest", "best"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--train-manifest", type=Path, required=True)
+    parser.add_argument("--valid-manifest", type=Path, required=True)
+    parser.add_argument("--exp-dir", type=Path, required=True, help="checkpoints and logs go here")
+    parser.add_argument("--name", default="en-small", help="model name written into config.json")
+    parser.add_argument("--init-from", type=Path, help="start from this model directory (weights, config, tokenizer)")
+    parser.add_argument("--resume", action="store_true", help="continue EXP_DIR/latest with its optimizer state")
+    parser.add_argument("--vocab-size", type=int, default=256)
+    parser.add_argument("--d-model", type=int, default=144)
+    parser.add_argument("--num-layers", type=int, default=10)
+    parser.add_argument("--num-heads", type=int, default=4)
+    parser.add_argument("--ffn-dim", type=int, default=576)
+    parser.add_argument("--chunk-size", type=int, default=8, help="encoder frames (40 ms) per chunk")
+    parser.add_argument("--left-chunks", type=int, default=8)
+    parser.add_argument("--right-context", type=int, default=2)
+    parser.add_argument("--max-batch-frames", type=int, default=12000, help="fbank frames (10 ms) per batch")
+    parser.add_argument("--lr", type=float, default=1.5e-3)
+    parser.add_argument("--warmup-steps", type=int, default=600)
+    parser.add_argument("--max-steps", type=int, default=1_000_000)
+    parser.add_argument("--max-minutes", type=float, default=1e9, help="stop (and save) after this long")
+    parser.add_argument("--serve-mask-prob", type=float, default=0.6,
+                        help="share of batches trained with the serving mask; the rest use random chunks or full context")
+    parser.add_argument("--spec-augment-after", type=int, default=1000, help="step from which SpecAugment is on")
+    parser.add_argument("--valid-every", type=int, default=500)
+    parser.add_argument("--valid-utterances", type=int, default=200)
+    parser.add_argument("--save-every-minutes", type=float, default=10)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--jobs", type=int, default=2, help="processes for the feature cache")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def _device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def build_new_model(args: argparse.Namespace, cache: FeatureCache, exp_dir: Path) -> StreamingTransducer:
+    """Fresh model: tokenizer trained on the training texts, CMVN from the training features."""
+    tokenizer_file = train_tokenizer(cache.texts, exp_dir / "tokenizer", args.vocab_size, [CHANNEL_CHANGE_PIECE])
+    tokenizer = Tokenizer(tokenizer_file)
+    config = ModelConfig(
+        name=args.name,
+        languages=sorted(set(cache.languages)),
+        encoder=EncoderConfig(d_model=args.d_model, num_layers=args.num_layers, num_heads=args.num_heads,
+                              ffn_dim=args.ffn_dim, chunk_size=args.chunk_size, left_chunks=args.left_chunks,
+                              right_context=args.right_context),
+        decoder=DecoderConfig(),
+        tokenizer=TokenizerConfig(file=tokenizer_file.name, vocab_size=tokenizer.vocab_size),
+    )
+    model = StreamingTransducer(config, tokenizer)
+    mean, std = cache.mean_std()
+    model.encoder.feature_mean.copy_(torch.from_numpy(mean))
+    model.encoder.feature_std.copy_(torch.from_numpy(std))
+    return model
+
+
+def sample_mask(rng: random.Random, config: EncoderConfig, serve_prob: float) -> tuple[int | None, int | None, int]:
+    """(chunk_size, left_chunks, right_context) for one batch."""
+    draw = rng.random()
+    if draw < serve_prob:
+        return config.chunk_size, config.left_chunks, config.right_context
+    if draw < serve_prob + (1 - serve_prob) / 3:
+        return None, None, 0
+    chunk = rng.randint(2, 24)
+    return chunk, rng.choice([None, rng.randint(1, 16)]), rng.randint(0, min(chunk, 4))
+
+
+def transducer_loss(model: StreamingTransducer, batch: Batch, mask: tuple[int | None, int | None, int]) -> torch.Tensor:
+    chunk, left, right = mask
+    encoder_out, lengths = model.encoder(batch.features, batch.feature_lengths, chunk_size=chunk,
+                                         left_chunks=left, right_context=right)
+    decoder_out = model.decoder.training_input(batch.targets)  # (B, U+1, E)
+    logits = model.joiner(encoder_out[:, :, None], decoder_out[:, None])  # (B, T', U+1, V)
+    return rnnt_loss(logits, batch.targets, lengths, batch.target_lengths, blank=model.tokenizer.blank_id)
+
+
+def word_error_rate(model: StreamingTransducer, cache: FeatureCache, indices: list[int], streaming: bool = True,
+                    batch_frames: int = 30000) -> float:
+    """Greedy WER on cached features (streaming mask or full context)."""
+    from training.text_normalize import normalize_text
+
+    was_training = model.training
+    model.eval()
+    references, hypotheses = [], []
+    device = model.encoder.feature_mean.device
+    with torch.inference_mode():
+        for chunk in bucketed_batches([cache.length(i) for i in indices], batch_frames, random.Random(0)):
+            batch = collate(cache, [indices[i] for i in chunk], model.tokenizer)
+            tokens = model.transcribe_batch(batch.features.to(device), batch.feature_lengths.to(device), streaming)
+            hypotheses += [normalize_text(model.tokenizer.decode([t for t, _ in hyp])) for hyp in tokens]
+            references += [normalize_text(text) for text in batch.texts]
+    model.train(was_training)
+    return jiwer.wer(references, [h or "<empty>" for h in hypotheses])
+
+
+def _save_trainer(directory: Path, optimizer: torch.optim.Optimizer, info: dict) -> None:
+    """Optimizer state as safetensors (no pickle) plus a JSON of the scalars."""
+    state = optimizer.state_dict()
+    tensors = {f"{param}.{key}": value.contiguous() for param, entry in state["state"].items()
+               for key, value in entry.items()}
+    save_file(tensors, str(directory / "optimizer.safetensors"))
+    (directory / "trainer.json").write_text(json.dumps({**info, "param_groups": state["param_groups"]}, indent=1))
+
+
+def _load_trainer(directory: Path, optimizer: torch.optim.Optimizer) -> dict:
+    info = json.loads((directory / "trainer.json").read_text())
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for name, value in load_file(str(directory / "optimizer.safetensors")).items():
+        param, key = name.split(".", 1)
+        state.setdefault(int(param), {})[key] = value
+    optimizer.load_state_dict({"state": state, "param_groups": info.pop("param_groups")})
+    return info
+
+
+def learning_rate(step: int, peak: float, warmup: int) -> float:
+    """Linear warm-up, then inverse square-root decay."""
+    step = max(step, 1)
+    return peak * min(step / warmup, math.sqrt(warmup / step))
+
+
+def run(args: argparse.Namespace) -> int:
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    rng = random.Random(args.seed)
+    exp_dir: Path = args.exp_dir
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    train = FeatureCache(build_feature_cache(args.train_manifest, exp_dir / "features-train", args.jobs))
+    valid = FeatureCache(build_feature_cache(args.valid_manifest, exp_dir / "features-valid", args.jobs))
+    valid_indices = list(range(min(len(valid), args.valid_utterances)))
+
+    if args.resume:
+        model = load_model(exp_dir / LATEST)
+    elif args.init_from:
+        model = load_model(args.init_from)
+    else:
+        model = build_new_model(args, train, exp_dir)
+    device = _device()
+    model.to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-3, betas=(0.9, 0.98))
+    info = {"step": 0, "best_wer": 1.0, "epoch": 0, "hours_seen": 0.0}
+    if args.resume:
+        info = _load_trainer(exp_dir / LATEST, optimizer)
+    print(f"model: {model.num_parameters / 1e6:.2f}M parameters, {len(train)} training utterances, device {device}")
+
+    generator = torch.Generator().manual_seed(args.seed)
+    log = (exp_dir / "log.jsonl").open("a")
+    started = last_save = time.monotonic()
+    progress = tqdm(initial=info["step"], desc="fit", dynamic_ncols=True)
+    stop = False
+    while not stop:
+        for indices in bucketed_batches([train.length(i) for i in range(len(train))], args.max_batch_frames, rng):
+            step = info["step"] + 1
+            batch = collate(train, indices, model.tokenizer)
+            if step > args.spec_augment_after:
+                spec_augment(batch.features, batch.feature_lengths, generator)
+            batch = Batch(batch.features.to(device), batch.feature_lengths.to(device), batch.targets.to(device),
+                          batch.target_lengths.to(device), batch.texts)
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(step, args.lr, args.warmup_steps)
+            loss = transducer_loss(model, batch, sample_mask(rng, model.config.encoder, args.serve_mask_prob))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            if torch.isfinite(grad_norm):
+                optimizer.step()
+            info["step"] = step
+            info["hours_seen"] += float(batch.feature_lengths.sum()) / 100 / 3600
+            progress.update(1)
+            progress.set_postfix(loss=f"{loss.item():.3f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}",
+                                 hours=f"{info['hours_seen']:.1f}")
+            record = {"step": step, "loss": round(loss.item(), 4), "grad_norm": round(float(grad_norm), 3)}
+            if step % args.valid_every == 0:
+                wer = word_error_rate(model, valid, valid_indices)
+                record["valid_wer"] = round(wer, 4)
+                tqdm.write(f"step {step}: valid streaming WER {wer:.2%}")
+                if wer < info["best_wer"]:
+                    info["best_wer"] = wer
+                    save_model(model, exp_dir / BEST)
+                    (exp_dir / BEST / "trainer.json").write_text(json.dumps(info, indent=1))
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+            elapsed = time.monotonic() - started
+            stop = step >= args.max_steps or elapsed > args.max_minutes * 60
+            if stop or time.monotonic() - last_save > args.save_every_minutes * 60:
+                save_model(model, exp_dir / LATEST, half=False)
+                _save_trainer(exp_dir / LATEST, optimizer, info)
+                last_save = time.monotonic()
+            if stop:
+                break
+        info["epoch"] += 1
+    progress.close()
+    return 0
