@@ -1,0 +1,106 @@
+"""Checkpoint round trip and clear errors for broken checkpoint directories."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from server.model.checkpoint import CheckpointError, load_model, save_model
+
+
+def _copy(source: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "model"
+    shutil.copytree(source, target)
+    return target
+
+
+def test_round_trip_preserves_weights_and_outputs(random_model_dir: Path, tmp_path: Path) -> None:
+    model = load_model(random_model_dir)
+    saved = save_model(model, tmp_path / "again", half=False)
+    again = load_model(saved)
+    for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+    features = torch.randn(1, 120, 80)
+    lengths = torch.tensor([120])
+    with torch.no_grad():
+        assert torch.equal(model.encoder(features, lengths)[0], again.encoder(features, lengths)[0])
+    assert again.config == model.config
+
+
+def test_half_precision_storage_is_close(random_model_dir: Path, tmp_path: Path) -> None:
+    model = load_model(random_model_dir)
+    half = load_model(save_model(model, tmp_path / "half", half=True))
+    assert all(t.dtype == torch.float16 for t in load_file(str(tmp_path / "half" / "model.safetensors")).values()
+               if t.is_floating_point())
+    features = torch.randn(1, 120, 80)
+    with torch.no_grad():
+        diff = (model.encoder(features, torch.tensor([120]))[0] - half.encoder(features, torch.tensor([120]))[0])
+    assert diff.abs().max().item() < 0.05
+
+
+def test_missing_weights_file_is_named(random_model_dir: Path, tmp_path: Path) -> None:
+    broken = _copy(random_model_dir, tmp_path)
+    (broken / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: missing"):
+        load_model(broken)
+
+
+def test_missing_config_is_named(random_model_dir: Path, tmp_path: Path) -> None:
+    broken = _copy(random_model_dir, tmp_path)
+    (broken / "config.json").unlink()
+    with pytest.raises(CheckpointError, match=r"config\.json: missing"):
+        load_model(broken)
+
+
+def test_corrupt_json_is_named(random_model_dir: Path, tmp_path: Path) -> None:
+    broken = _copy(random_model_dir, tmp_path)
+    (broken / "config.json").write_text('{"name": "x", ')
+    with pytest.raises(CheckpointError, match=r"config\.json: not valid JSON"):
+        load_model(broken)
+
+
+def test_unknown_format_version_is_named(random_model_dir: Path, tmp_path: Path) -> None:
+    broken = _copy(random_model_dir, tmp_path)
+    config = json.loads((broken / "config.json").read_text())
+    config["format_version"] = 99
+    (broken / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=r"config\.json: .*unknown format_version 99"):
+        load_model(broken)
+
+
+def test_shape_mismatch_is_named(random_model_dir: Path, tmp_path: Path) -> None:
+    broken = _copy(random_model_dir, tmp_path)
+    config = json.loads((broken / "config.json").read_text())
+    config["encoder"]["ffn_dim"] *= 2
+    (broken / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: tensor .* has shape"):
+        load_model(broken)
+
+
+def test_missing_tensor_is_named(random_model_dir: Path, tmp_path: Path) -> None:
+    broken = _copy(random_model_dir, tmp_path)
+    tensors = load_file(str(broken / "model.safetensors"))
+    tensors.pop(next(iter(tensors)))
+    save_file(tensors, str(broken / "model.safetensors"))
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: weights do not match .*missing"):
+        load_model(broken)
+
+
+def test_truncated_weights_are_named(random_model_dir: Path, tmp_path: Path) -> None:
+    broken = _copy(random_model_dir, tmp_path)
+    data = (broken / "model.safetensors").read_bytes()
+    (broken / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: unreadable"):
+        load_model(broken)
+
+
+def test_missing_tokenizer_is_named(random_model_dir: Path, tmp_path: Path) -> None:
+    broken = _copy(random_model_dir, tmp_path)
+    (broken / "tokenizer.model").unlink()
+    with pytest.raises(CheckpointError, match=r"tokenizer\.model: missing"):
+        load_model(broken)

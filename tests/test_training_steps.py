@@ -1,0 +1,57 @@
+"""A few optimiser steps of the real training loss on a tiny batch lower the loss."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import torch
+
+from server.model.checkpoint import load_model
+from training.batching import Batch, spec_augment
+from training.fit import learning_rate, sample_mask, transducer_loss
+
+
+def test_few_steps_lower_the_loss(random_model_dir: Path) -> None:
+    torch.manual_seed(0)
+    model = load_model(random_model_dir).train()
+    texts = ["please call me back", "the blue one", "turn left at the next light"]
+    tokens = [model.tokenizer.encode(t) for t in texts]
+    targets = torch.zeros(len(texts), max(map(len, tokens)), dtype=torch.int64)
+    for row, ids in enumerate(tokens):
+        targets[row, : len(ids)] = torch.tensor(ids)
+    lengths = torch.tensor([150, 120, 90])
+    batch = Batch(torch.randn(3, 150, 80), lengths, targets, torch.tensor([len(t) for t in tokens]), texts)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    mask = (model.config.encoder.chunk_size, model.config.encoder.left_chunks, model.config.encoder.right_context)
+    losses = []
+    for _ in range(25):
+        loss = transducer_loss(model, batch, mask)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_dynamic_chunk_masks_cover_serving_and_full_context(random_model_dir: Path) -> None:
+    config = load_model(random_model_dir).config.encoder
+    rng = random.Random(0)
+    masks = [sample_mask(rng, config, 0.5) for _ in range(200)]
+    serving = (config.chunk_size, config.left_chunks, config.right_context)
+    assert 70 < sum(m == serving for m in masks) < 130
+    assert any(m[0] is None for m in masks)
+    assert all(m[0] is None or m[2] <= m[0] for m in masks)
+
+
+def test_learning_rate_warms_up_then_decays() -> None:
+    assert learning_rate(1, 1e-3, 100) < learning_rate(50, 1e-3, 100) < learning_rate(100, 1e-3, 100)
+    assert learning_rate(400, 1e-3, 100) == 0.5e-3
+
+
+def test_spec_augment_masks_only_inside_each_utterance() -> None:
+    features = torch.randn(2, 300, 80)
+    original = features.clone()
+    spec_augment(features, torch.tensor([300, 200]), torch.Generator().manual_seed(0))
+    assert not torch.equal(features[:, :200], original[:, :200])
+    assert torch.equal(features[1, 200:], original[1, 200:])
