@@ -1,0 +1,36 @@
+# Two commands do all set-up on a fresh machine:
+#   make serve   -> creates .venv, installs everything, runs the server on the bundled model
+#   make test    -> creates .venv, installs everything, runs lint and the test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: serve test lint install system-deps proto clean
+
+$(STAMP): pyproject.toml client/pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# Pinned CPU torch first: an unpinned torch would pull several GB of CUDA wheels.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e ./client -e ".[train,dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# espeak-ng synthesizes the test audio; needs root (CI and the dev machines are root).
+system-deps:
+	@command -v espeak-ng >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq espeak-ng >/dev/null)
+
+serve: $(STAMP)
+	$(BIN)/asr-server
+
+test: $(STAMP) system-deps
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+proto: $(STAMP)
+	bash proto/generate.sh
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
