@@ -1,0 +1,236 @@
+"""Python clients of the ``asr.v1.Recognizer`` service: blocking and asyncio.
+
+    from asr_client import AsrClient, recognition_config
+
+    with AsrClient("localhost:50051") as client:
+        for response in client.stream_file("call.wav"):
+            for result in response.results:
+                print(result.is_final, result.alternatives[0].transcript)
+
+Errors arrive as ``grpc.RpcError`` (``grpc.aio.AioRpcError`` for the asyncio client) with
+the status code and message the server sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from asr_client.api.asr.v1 import asr_pb2, asr_pb2_grpc
+from asr_client.audio import BYTES_PER_SAMPLE, apaced, chunk_size_bytes, paced, read_audio_file, split_chunks
+
+DEFAULT_SERVER = "localhost:50051"
+# Matches the server's Recognize limit (16 MiB of audio plus the configuration).
+_MAX_MESSAGE_BYTES = 17 * 1024 * 1024
+_CHANNEL_OPTIONS = [("grpc.max_send_message_length", _MAX_MESSAGE_BYTES)]
+
+
+def recognition_config(
+    sample_rate_hertz: int,
+    *,
+    encoding: int = asr_pb2.LINEAR16,
+    audio_channel_count: int = 1,
+    selected_channel: int | None = None,
+    model: str = "",
+    language_codes: Sequence[str] = (),
+    multi_talker: bool = False,
+    enable_word_time_offsets: bool = False,
+    trailing_silence_ms: int = 0,
+    max_utterance_ms: int = 0,
+) -> asr_pb2.RecognitionConfig:
+    """A ``RecognitionConfig`` from keyword arguments (0 and empty values: server defaults)."""
+    config = asr_pb2.RecognitionConfig(
+        model=model,
+        encoding=encoding,
+        sample_rate_hertz=sample_rate_hertz,
+        audio_channel_count=audio_channel_count,
+        enable_word_time_offsets=enable_word_time_offsets,
+        endpointing=asr_pb2.EndpointingConfig(
+            trailing_silence_ms=trailing_silence_ms, max_utterance_ms=max_utterance_ms
+        ),
+        language_codes=list(language_codes),
+        multi_talker=multi_talker,
+    )
+    if selected_channel is not None:
+        config.selected_channel = selected_channel
+    return config
+
+
+def streaming_config(
+    config: asr_pb2.RecognitionConfig, interim_results: bool = True
+) -> asr_pb2.StreamingRecognitionConfig:
+    return asr_pb2.StreamingRecognitionConfig(config=config, interim_results=interim_results)
+
+
+def _as_streaming(
+    config: asr_pb2.RecognitionConfig | asr_pb2.StreamingRecognitionConfig, interim_results: bool
+) -> asr_pb2.StreamingRecognitionConfig:
+    if isinstance(config, asr_pb2.StreamingRecognitionConfig):
+        return config
+    return streaming_config(config, interim_results)
+
+
+def _requests(
+    config: asr_pb2.StreamingRecognitionConfig, audio: Iterable[bytes]
+) -> Iterator[asr_pb2.StreamingRecognizeRequest]:
+    yield asr_pb2.StreamingRecognizeRequest(streaming_config=config)
+    for chunk in audio:
+        if chunk:
+            yield asr_pb2.StreamingRecognizeRequest(audio_content=chunk)
+
+
+async def _arequests(
+    config: asr_pb2.StreamingRecognitionConfig, audio: AsyncIterable[bytes] | Iterable[bytes]
+) -> AsyncIterator[asr_pb2.StreamingRecognizeRequest]:
+    yield asr_pb2.StreamingRecognizeRequest(streaming_config=config)
+    if isinstance(audio, AsyncIterable):
+        async for chunk in audio:
+            if chunk:
+                yield asr_pb2.StreamingRecognizeRequest(audio_content=chunk)
+    else:
+        for chunk in audio:
+            if chunk:
+                yield asr_pb2.StreamingRecognizeRequest(audio_content=chunk)
+
+
+class AsrClient:
+    """Blocking client. ``target`` is ``host:port``; or pass a ready ``channel``."""
+
+    def __init__(self, target: str = DEFAULT_SERVER, *, channel: grpc.Channel | None = None) -> None:
+        self._own_channel = channel is None
+        self.channel = channel or grpc.insecure_channel(target, options=_CHANNEL_OPTIONS)
+        self.stub = asr_pb2_grpc.RecognizerStub(self.channel)
+
+    def __enter__(self) -> AsrClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._own_channel:
+            self.channel.close()
+
+    def streaming_recognize(
+        self,
+        audio: Iterable[bytes],
+        config: asr_pb2.RecognitionConfig | asr_pb2.StreamingRecognitionConfig,
+        *,
+        interim_results: bool = True,
+        timeout: float | None = None,
+    ) -> Iterator[asr_pb2.StreamingRecognizeResponse]:
+        """Stream ``audio`` chunks (any size) described by ``config``; yield the responses.
+
+        ``interim_results`` applies when ``config`` is a plain ``RecognitionConfig``.
+        Breaking out of the loop cancels the call (the server frees the stream at once).
+        """
+        requests = _requests(_as_streaming(config, interim_results), audio)
+        call = self.stub.StreamingRecognize(requests, timeout=timeout)
+        try:
+            yield from call
+        finally:
+            call.cancel()
+
+    def stream_file(
+        self,
+        path: str | Path,
+        *,
+        chunk_ms: float = 100.0,
+        speed: float | None = None,
+        interim_results: bool = True,
+        timeout: float | None = None,
+        **options: Any,
+    ) -> Iterator[asr_pb2.StreamingRecognizeResponse]:
+        """Stream a file (any format soundfile reads) as LINEAR16 at its own rate.
+
+        ``speed`` paces the audio (1.0 = real time; None = as fast as possible);
+        ``options`` are further ``recognition_config`` keyword arguments (model,
+        language_codes, multi_talker, enable_word_time_offsets, ...).
+        """
+        audio = read_audio_file(path)
+        chunk = chunk_size_bytes(audio.sample_rate, audio.channels, chunk_ms)
+        config = recognition_config(audio.sample_rate, audio_channel_count=audio.channels, **options)
+        bytes_per_second = audio.sample_rate * audio.channels * BYTES_PER_SAMPLE
+        chunks = paced(split_chunks(audio.data, chunk), bytes_per_second, speed)
+        yield from self.streaming_recognize(chunks, config, interim_results=interim_results, timeout=timeout)
+
+    def recognize(
+        self, audio: bytes, config: asr_pb2.RecognitionConfig, *, timeout: float | None = None
+    ) -> asr_pb2.RecognizeResponse:
+        """Recognise a whole short recording (at most 60 s) in one call."""
+        request = asr_pb2.RecognizeRequest(config=config, audio_content=audio)
+        return self.stub.Recognize(request, timeout=timeout)
+
+    def list_models(self, *, timeout: float | None = None) -> list[asr_pb2.ModelInfo]:
+        return list(self.stub.ListModels(asr_pb2.ListModelsRequest(), timeout=timeout).models)
+
+
+class AsyncAsrClient:
+    """asyncio client (grpc.aio); create it inside the running event loop."""
+
+    def __init__(self, target: str = DEFAULT_SERVER, *, channel: grpc.aio.Channel | None = None) -> None:
+        self._own_channel = channel is None
+        self.channel = channel or grpc.aio.insecure_channel(target, options=_CHANNEL_OPTIONS)
+        self.stub = asr_pb2_grpc.RecognizerStub(self.channel)
+
+    async def __aenter__(self) -> AsyncAsrClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._own_channel:
+            await self.channel.close()
+
+    async def streaming_recognize(
+        self,
+        audio: AsyncIterable[bytes] | Iterable[bytes],
+        config: asr_pb2.RecognitionConfig | asr_pb2.StreamingRecognitionConfig,
+        *,
+        interim_results: bool = True,
+        timeout: float | None = None,
+    ) -> AsyncIterator[asr_pb2.StreamingRecognizeResponse]:
+        """Stream audio chunks from an async (or plain) iterable; yield the responses."""
+        call = self.stub.StreamingRecognize(
+            _arequests(_as_streaming(config, interim_results), audio), timeout=timeout
+        )
+        try:
+            async for response in call:
+                yield response
+        finally:
+            call.cancel()
+
+    async def stream_file(
+        self,
+        path: str | Path,
+        *,
+        chunk_ms: float = 100.0,
+        speed: float | None = None,
+        interim_results: bool = True,
+        timeout: float | None = None,
+        **options: Any,
+    ) -> AsyncIterator[asr_pb2.StreamingRecognizeResponse]:
+        """Async ``AsrClient.stream_file``."""
+        audio = read_audio_file(path)
+        chunk = chunk_size_bytes(audio.sample_rate, audio.channels, chunk_ms)
+        config = recognition_config(audio.sample_rate, audio_channel_count=audio.channels, **options)
+        bytes_per_second = audio.sample_rate * audio.channels * BYTES_PER_SAMPLE
+        chunks = apaced(split_chunks(audio.data, chunk), bytes_per_second, speed)
+        async for response in self.streaming_recognize(
+            chunks, config, interim_results=interim_results, timeout=timeout
+        ):
+            yield response
+
+    async def recognize(
+        self, audio: bytes, config: asr_pb2.RecognitionConfig, *, timeout: float | None = None
+    ) -> asr_pb2.RecognizeResponse:
+        request = asr_pb2.RecognizeRequest(config=config, audio_content=audio)
+        return await self.stub.Recognize(request, timeout=timeout)
+
+    async def list_models(self, *, timeout: float | None = None) -> list[asr_pb2.ModelInfo]:
+        response = await self.stub.ListModels(asr_pb2.ListModelsRequest(), timeout=timeout)
+        return list(response.models)

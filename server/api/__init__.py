@@ -1,0 +1,1 @@
+"""gRPC API layer: servicer, validation, audio decoding, health, reflection, draining."""

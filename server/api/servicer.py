@@ -1,0 +1,219 @@
+"""The ``asr.v1.Recognizer`` gRPC servicer (grpc.aio)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+import grpc
+from asr_client.api.asr.v1 import asr_pb2, asr_pb2_grpc
+
+from server.api.admission import Admission
+from server.api.audio import BYTES_PER_SAMPLE, AudioDecoder, AudioFormatError
+from server.api.convert import duration_ms, model_info, update_to_proto
+from server.api.errors import RequestError, count_error, invalid_argument
+from server.api.validation import ValidatedConfig, validate_config
+from server.engine.registry import ModelRegistry
+from server.engine.session import StreamSession
+from server.engine.slots import SlotExhaustedError
+
+log = logging.getLogger(__name__)
+
+# Recognize (unary) limits, documented in asr.proto.
+MAX_RECOGNIZE_SECONDS = 60.0
+MAX_RECOGNIZE_MESSAGE_BYTES = 16 * 1024 * 1024
+# Recognize feeds its audio in pieces this long, yielding to the event loop in between.
+_RECOGNIZE_PIECE_SECONDS = 1.0
+
+
+class RecognizerServicer(asr_pb2_grpc.RecognizerServicer):
+    """StreamingRecognize, Recognize and ListModels over the engines of a model registry."""
+
+    def __init__(self, registry: ModelRegistry, admission: Admission) -> None:
+        self.registry = registry
+        self.admission = admission
+
+    # -- StreamingRecognize ----------------------------------------------------------------
+    async def StreamingRecognize(  # noqa: N802 (gRPC method name)
+        self,
+        request_iterator: AsyncIterator[asr_pb2.StreamingRecognizeRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[asr_pb2.StreamingRecognizeResponse]:
+        session: StreamSession | None = None
+        decoder: AudioDecoder | None = None
+        reader: asyncio.Task[None] | None = None
+        admitted = False
+        try:
+            self.admission.enter()
+            admitted = True
+            first = await anext(request_iterator, None)
+            if first is None or first.WhichOneof("streaming_request") != "streaming_config":
+                raise invalid_argument(
+                    "the first request of a stream must carry streaming_config "
+                    f"(got {'no request' if first is None else 'audio_content'})"
+                )
+            streaming_config = first.streaming_config
+            validated = validate_config(
+                streaming_config.config, self.registry, streaming_config.interim_results
+            )
+            session = self._open_session(validated)
+            decoder = _decoder(validated)
+            reader = asyncio.create_task(_pump_audio(request_iterator, decoder, session))
+            async for update in session.updates():
+                yield update_to_proto(update)
+        except RequestError as error:
+            await _abort(context, error)
+        except asyncio.CancelledError:
+            _count_cancellation(context)
+            raise
+        except Exception as error:
+            log.exception("StreamingRecognize failed")
+            await _abort(context, RequestError(grpc.StatusCode.INTERNAL, f"internal error: {error}"))
+        finally:
+            if reader is not None:
+                reader.cancel()
+            if session is not None:
+                # Frees the stream's slot at once, also when the client went away.
+                session.close()
+            if decoder is not None:
+                decoder.close()
+            if admitted:
+                self.admission.leave()
+
+    # -- Recognize ---------------------------------------------------------------------------
+    async def Recognize(  # noqa: N802 (gRPC method name)
+        self, request: asr_pb2.RecognizeRequest, context: grpc.aio.ServicerContext
+    ) -> asr_pb2.RecognizeResponse:
+        session: StreamSession | None = None
+        decoder: AudioDecoder | None = None
+        admitted = False
+        try:
+            self.admission.enter()
+            admitted = True
+            validated = validate_config(request.config, self.registry, interim_results=False)
+            _check_recognize_audio(request.audio_content, validated)
+            session = self._open_session(validated)
+            decoder = _decoder(validated)
+            await _feed_whole(request.audio_content, decoder, session)
+            response = asr_pb2.RecognizeResponse()
+            async for update in session.updates():
+                response.results.extend(update_to_proto(update).results)
+                response.audio_processed.CopyFrom(duration_ms(update.audio_processed_ms))
+            return response
+        except RequestError as error:
+            await _abort(context, error)
+        except asyncio.CancelledError:
+            _count_cancellation(context)
+            raise
+        except Exception as error:
+            log.exception("Recognize failed")
+            await _abort(context, RequestError(grpc.StatusCode.INTERNAL, f"internal error: {error}"))
+        finally:
+            if session is not None:
+                session.close()
+            if decoder is not None:
+                decoder.close()
+            if admitted:
+                self.admission.leave()
+        raise AssertionError("unreachable: abort raises")
+
+    # -- ListModels --------------------------------------------------------------------------
+    async def ListModels(  # noqa: N802 (gRPC method name)
+        self, request: asr_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
+    ) -> asr_pb2.ListModelsResponse:
+        return asr_pb2.ListModelsResponse(
+            models=[
+                model_info(engine.model, is_default=name == self.registry.default)
+                for name, engine in sorted(self.registry.engines.items())
+            ]
+        )
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _open_session(self, validated: ValidatedConfig) -> StreamSession:
+        try:
+            return validated.engine.open_session(validated.options)
+        except SlotExhaustedError as error:
+            # Only reachable if the engine's slot pool is smaller than the stream limit.
+            raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(error)) from error
+
+
+def _check_recognize_audio(data: bytes, validated: ValidatedConfig) -> None:
+    """Recognize's limits: at most ``MAX_RECOGNIZE_SECONDS``, whole samples."""
+    audio = validated.audio
+    sample_bytes = BYTES_PER_SAMPLE[audio.encoding]
+    seconds = len(data) / (sample_bytes * audio.channels * audio.sample_rate)
+    if seconds > MAX_RECOGNIZE_SECONDS:
+        raise invalid_argument(
+            f"Recognize accepts at most {MAX_RECOGNIZE_SECONDS:g} s of audio; got {seconds:.1f} s "
+            "(use StreamingRecognize for longer audio)"
+        )
+    if len(data) % sample_bytes:
+        raise invalid_argument(
+            f"LINEAR16 audio_content must hold whole 16-bit samples; got {len(data)} bytes (odd length)"
+        )
+
+
+async def _feed_whole(data: bytes, decoder: AudioDecoder, session: StreamSession) -> None:
+    """All of a Recognize request's audio into the session, yielding to the loop between pieces."""
+    audio_rate = decoder.bytes_per_sample * decoder.channels * decoder.sample_rate
+    piece = max(1, int(audio_rate * _RECOGNIZE_PIECE_SECONDS))
+    piece -= piece % (decoder.bytes_per_sample * decoder.channels)
+    for start in range(0, len(data), piece):
+        session.accept_audio(decoder.accept(data[start : start + piece]))
+        await asyncio.sleep(0)
+    session.accept_audio(decoder.flush())
+    session.finish()
+
+
+def _decoder(validated: ValidatedConfig) -> AudioDecoder:
+    audio = validated.audio
+    return AudioDecoder(
+        audio.encoding,
+        audio.sample_rate,
+        audio.channels,
+        audio.selected_channel,
+        validated.engine.model.config.sample_rate,
+    )
+
+
+async def _pump_audio(
+    requests: AsyncIterator[asr_pb2.StreamingRecognizeRequest], decoder: AudioDecoder, session: StreamSession
+) -> None:
+    """Read the client's audio into the session until the client half-closes."""
+    try:
+        async for request in requests:
+            kind = request.WhichOneof("streaming_request")
+            if kind == "streaming_config":
+                raise invalid_argument("streaming_config may only be sent in the first request of a stream")
+            if kind is None:
+                continue
+            session.accept_audio(decoder.accept(request.audio_content))
+            # Backpressure: stop reading (and let gRPC flow control slow the client) while
+            # the model is far behind this stream.
+            await session.wait_for_capacity()
+        session.accept_audio(decoder.flush())
+        session.finish()
+    except AudioFormatError as error:
+        session.fail(invalid_argument(str(error)))
+    except RequestError as error:
+        session.fail(error)
+    except asyncio.CancelledError:
+        raise
+    except Exception as error:  # e.g. the client's stream broke
+        session.fail(RequestError(grpc.StatusCode.CANCELLED, f"reading the request stream failed: {error}"))
+
+
+async def _abort(context: grpc.aio.ServicerContext, error: RequestError) -> None:
+    count_error(error.code)
+    if error.code == grpc.StatusCode.INTERNAL:
+        log.error("%s", error.message)
+    else:
+        log.info("request rejected: %s: %s", error.code.name, error.message)
+    await context.abort(error.code, error.message)
+
+
+def _count_cancellation(context: grpc.aio.ServicerContext) -> None:
+    remaining = context.time_remaining()
+    expired = remaining is not None and remaining <= 0
+    count_error(grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED)

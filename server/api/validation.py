@@ -1,0 +1,123 @@
+"""Validation of a ``RecognitionConfig`` against the served models.
+
+Every rejection is an INVALID_ARGUMENT ``RequestError`` whose message says what is
+accepted, so a client developer can fix the request from the message alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from asr_client.api.asr.v1 import asr_pb2
+
+from server.api.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+from server.api.errors import invalid_argument
+from server.engine.endpoint import DEFAULT_MAX_UTTERANCE_MS, DEFAULT_TRAILING_SILENCE_MS, EndpointConfig
+from server.engine.engine import Engine
+from server.engine.registry import ModelRegistry
+from server.engine.session import SessionOptions
+
+MAX_CHANNELS = 8
+ENCODING_NAMES = ("LINEAR16", "MULAW", "ALAW")
+
+
+@dataclass(frozen=True)
+class AudioFormat:
+    encoding: int
+    sample_rate: int
+    channels: int
+    selected_channel: int | None
+
+
+@dataclass(frozen=True)
+class ValidatedConfig:
+    engine: Engine
+    audio: AudioFormat
+    options: SessionOptions
+
+
+def validate_config(
+    config: asr_pb2.RecognitionConfig, registry: ModelRegistry, interim_results: bool
+) -> ValidatedConfig:
+    """Check ``config``; returns the engine, audio format and session options."""
+    engine = registry.get(config.model)
+    if engine is None:
+        raise invalid_argument(
+            f"unknown model {config.model!r}; this server serves: {', '.join(sorted(registry.engines))}"
+        )
+    audio = _audio_format(config)
+    model_config = engine.model.config
+    languages = _languages(list(config.language_codes), list(model_config.languages), engine.name)
+    if config.multi_talker and not model_config.multi_talker:
+        multi = [name for name, e in sorted(registry.engines.items()) if e.model.config.multi_talker]
+        raise invalid_argument(
+            f"model {engine.name!r} does not support multi_talker; models that do: "
+            f"{', '.join(multi) if multi else 'none on this server'}"
+        )
+    endpointing = config.endpointing
+    endpoint = EndpointConfig(
+        trailing_silence_ms=endpointing.trailing_silence_ms or DEFAULT_TRAILING_SILENCE_MS,
+        max_utterance_ms=endpointing.max_utterance_ms or DEFAULT_MAX_UTTERANCE_MS,
+    )
+    weights = None
+    if len(languages) < len(model_config.languages):
+        weights = np.array([lang in languages for lang in model_config.languages], np.float32)
+    language_code = languages[0] if len(languages) == 1 else ""
+    options = SessionOptions(
+        interim_results=interim_results,
+        word_times=config.enable_word_time_offsets,
+        endpoint=endpoint,
+        language_weights=weights,
+        language_code=language_code,
+        multi_talker=config.multi_talker,
+    )
+    return ValidatedConfig(engine, audio, options)
+
+
+def _audio_format(config: asr_pb2.RecognitionConfig) -> AudioFormat:
+    if config.encoding not in (asr_pb2.ENCODING_UNSPECIFIED, asr_pb2.LINEAR16, asr_pb2.MULAW, asr_pb2.ALAW):
+        raise invalid_argument(
+            f"unsupported encoding {config.encoding}; supported: {', '.join(ENCODING_NAMES)}"
+        )
+    rate = config.sample_rate_hertz
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise invalid_argument(
+            f"sample_rate_hertz must be between {MIN_SAMPLE_RATE} and {MAX_SAMPLE_RATE}; got {rate}"
+        )
+    channels = config.audio_channel_count or 1
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise invalid_argument(f"audio_channel_count must be between 1 and {MAX_CHANNELS}; got {channels}")
+    selected = config.selected_channel if config.HasField("selected_channel") else None
+    if selected is not None and selected >= channels:
+        raise invalid_argument(
+            f"selected_channel {selected} does not exist in audio with {channels} channel(s) "
+            f"(valid: 0 to {channels - 1})"
+        )
+    return AudioFormat(config.encoding or asr_pb2.LINEAR16, rate, channels, selected)
+
+
+def _languages(requested: list[str], supported: list[str], model_name: str) -> list[str]:
+    """The model's language codes for the requested BCP-47 codes (empty: all languages).
+
+    A code matches a model language exactly or by its primary subtag ("en-US" -> "en"),
+    case-insensitively.
+    """
+    if not requested:
+        return supported
+    by_lower = {lang.lower(): lang for lang in supported}
+    chosen: list[str] = []
+    unknown: list[str] = []
+    for code in requested:
+        key = code.strip().lower().replace("_", "-")
+        match = by_lower.get(key) or by_lower.get(key.split("-")[0])
+        if match is None:
+            unknown.append(code)
+        elif match not in chosen:
+            chosen.append(match)
+    if unknown:
+        raise invalid_argument(
+            f"model {model_name!r} does not support language(s) {', '.join(map(repr, unknown))}; "
+            f"it supports: {', '.join(supported)}"
+        )
+    return chosen

@@ -1,0 +1,1 @@
+"""Batching engine: per-stream sessions, scheduler, model worker, slot pool, endpointing."""

@@ -1,0 +1,75 @@
+"""The recognition engine of one model: slot pool + scheduler + worker, and its sessions."""
+
+from __future__ import annotations
+
+import logging
+
+from server import metrics
+from server.engine.scheduler import BatchScheduler
+from server.engine.session import SessionOptions, StreamSession
+from server.engine.slots import SlotAllocator
+from server.engine.worker import ModelWorker
+from server.model.transducer import StreamingTransducer
+
+log = logging.getLogger(__name__)
+
+
+class Engine:
+    """Serves recognition sessions of one model on one device.
+
+    ``capacity`` is the number of state slots. It should exceed the API layer's stream
+    limit by ``max_batch_size``: a cancelled stream's slot is released only after the
+    model step it is part of, and new streams must not be refused meanwhile.
+    """
+
+    def __init__(
+        self,
+        model: StreamingTransducer,
+        device: str,
+        capacity: int,
+        max_batch_size: int,
+        max_wait_s: float,
+    ) -> None:
+        self.model = model
+        self.name = model.config.name
+        self.device = device
+        self._slots = SlotAllocator(capacity)
+        self.worker = ModelWorker(model, capacity, device)
+        self.scheduler = BatchScheduler(
+            self.worker, max_batch_size, max_wait_s, self.name, open_streams=lambda: self.num_active
+        )
+        self._active = metrics.ACTIVE_STREAMS.labels(model=self.name)
+        self._total = metrics.STREAMS_TOTAL.labels(model=self.name)
+        self.num_active = 0
+
+    async def start(self, warmup: bool = True) -> None:
+        """Start the scheduler; with ``warmup``, run throwaway steps first."""
+        if warmup:
+            sizes = sorted({1, self.scheduler.max_batch_size})
+            await self.worker.warmup(sizes)
+            log.info("model %s warmed up on %s (batch sizes %s)", self.name, self.device, sizes)
+        self.scheduler.start()
+
+    async def stop(self) -> None:
+        await self.scheduler.stop()
+        self.worker.shutdown()
+
+    def open_session(self, options: SessionOptions) -> StreamSession:
+        """A new stream; raises ``SlotExhaustedError`` when every slot is taken."""
+        slot = self._slots.allocate()
+        session = StreamSession(
+            self.model, slot, options, submit=self.scheduler.submit, release=self._release
+        )
+        self.num_active += 1
+        self._active.inc()
+        self._total.inc()
+        return session
+
+    def _release(self, session: StreamSession) -> None:
+        self._slots.release(session.slot)
+        self.num_active -= 1
+        self._active.dec()
+
+    @property
+    def free_slots(self) -> int:
+        return self._slots.num_free

@@ -1,0 +1,88 @@
+"""The models a server serves: loading checkpoints into engines, lookup by name."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+
+from server.engine.engine import Engine
+from server.model.checkpoint import CONFIG_FILE, load_model
+
+log = logging.getLogger(__name__)
+
+
+def find_model_dirs(models_dir: Path) -> list[Path]:
+    """Checkpoint directories (holding a config.json) directly under ``models_dir``, by name."""
+    return sorted(p for p in Path(models_dir).iterdir() if (p / CONFIG_FILE).is_file())
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when a GPU is usable, else ``cpu``."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was requested but no CUDA device is available")
+    return device
+
+
+class ModelRegistry:
+    """Engines by model name, and the default model."""
+
+    def __init__(self, engines: Iterable[Engine], default: str | None = None) -> None:
+        self.engines: dict[str, Engine] = {}
+        for engine in engines:
+            if engine.name in self.engines:
+                raise ValueError(f"two models are named {engine.name!r}")
+            self.engines[engine.name] = engine
+        if not self.engines:
+            raise ValueError("no models to serve")
+        if default is None:
+            default = next(iter(self.engines))
+        if default not in self.engines:
+            raise ValueError(
+                f"default model {default!r} is not among the loaded models {sorted(self.engines)}"
+            )
+        self.default = default
+
+    def get(self, name: str) -> Engine | None:
+        """The engine of ``name`` ("" for the default), or None."""
+        return self.engines.get(name or self.default)
+
+    @classmethod
+    def load(
+        cls,
+        model_dirs: list[Path],
+        *,
+        device: str,
+        capacity: int,
+        max_batch_size: int,
+        max_wait_s: float,
+        default: str | None = None,
+    ) -> ModelRegistry:
+        """Load checkpoints onto ``device`` (already resolved) and wrap each in an engine."""
+        engines = []
+        for model_dir in model_dirs:
+            model = load_model(model_dir, device=device)
+            log.info(
+                "loaded model %s from %s (%d parameters, languages %s, multi-talker %s)",
+                model.config.name,
+                model_dir,
+                model.num_parameters,
+                model.config.languages,
+                model.config.multi_talker,
+            )
+            engines.append(Engine(model, device, capacity, max_batch_size, max_wait_s))
+        if default is None and engines:
+            default = engines[0].name
+        return cls(engines, default)
+
+    async def start(self, warmup: bool = True) -> None:
+        for engine in self.engines.values():
+            await engine.start(warmup)
+
+    async def stop(self) -> None:
+        for engine in self.engines.values():
+            await engine.stop()

@@ -1,0 +1,87 @@
+"""``asr-server``: load the models, serve gRPC and Prometheus metrics, drain on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from server.api.server import AsrServer
+from server.engine.registry import ModelRegistry, find_model_dirs, resolve_device
+from server.metrics import serve_metrics
+from server.model.checkpoint import CheckpointError
+from server.settings import Settings, parse_settings
+
+log = logging.getLogger("server")
+
+
+def model_dirs(settings: Settings) -> list[Path]:
+    """The checkpoint directories to load: --model-dir, or every checkpoint under --models-dir."""
+    if settings.models_dir is None:
+        return [settings.model_dir]
+    dirs = find_model_dirs(settings.models_dir)
+    if not dirs:
+        raise SystemExit(
+            f"asr-server: no model checkpoints (subdirectories with config.json) in {settings.models_dir}"
+        )
+    return dirs
+
+
+async def serve(settings: Settings) -> None:
+    """Run the server until SIGTERM/SIGINT, then drain."""
+    device = resolve_device(settings.device)
+    registry = ModelRegistry.load(
+        model_dirs(settings),
+        device=device,
+        # Slack of one batch: a cancelled stream's slot comes back after its step.
+        capacity=settings.max_streams + settings.max_batch_size,
+        max_batch_size=settings.max_batch_size,
+        max_wait_s=settings.max_wait_ms / 1000.0,
+        default=settings.default_model,
+    )
+    serve_metrics(settings.host, settings.metrics_port)
+    server = AsrServer(
+        registry,
+        host=settings.host,
+        port=settings.port,
+        max_streams=settings.max_streams,
+        drain_timeout_s=settings.drain_timeout_s,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await server.start()
+    await stop.wait()
+    log.info("shutdown signal received")
+    # A second signal during the drain stops at once.
+    drain = asyncio.create_task(server.drain())
+    stop.clear()
+    second = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait({drain, second}, return_when=asyncio.FIRST_COMPLETED)
+    if drain not in done:
+        log.warning("second shutdown signal: stopping now")
+        drain.cancel()
+        await server.stop(grace=0)
+    second.cancel()
+
+
+def main(argv: list[str] | None = None) -> None:
+    settings = parse_settings(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    log.info("settings: %s", settings.model_dump_json())
+    try:
+        asyncio.run(serve(settings))
+    except (CheckpointError, RuntimeError, ValueError, OSError) as error:
+        # Startup failures (bad checkpoint, port in use, no GPU): one clear line, exit 1.
+        log.error("asr-server: %s", error)
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""Server configuration from command-line flags and ``ASR_*`` environment variables."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, CliApp, SettingsConfigDict
+
+from server.model.checkpoint import DEFAULT_MODEL_DIR
+
+
+class Settings(BaseSettings):
+    """Streaming speech recognition gRPC server.
+
+    Every flag can also be set with an environment variable: ASR_ plus the flag name in
+    upper case with underscores (--max-streams -> ASR_MAX_STREAMS). Flags win over the
+    environment.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="ASR_",
+        cli_prog_name="asr-server",
+        cli_kebab_case=True,
+        cli_implicit_flags=True,
+        extra="ignore",
+    )
+
+    host: str = Field("0.0.0.0", description="Address the gRPC server listens on.")
+    port: int = Field(50051, ge=0, le=65535, description="gRPC port (0 picks a free port).")
+    metrics_port: int = Field(
+        9400,
+        ge=-1,
+        le=65535,
+        description="Port of the Prometheus /metrics HTTP endpoint (0 picks a free port, -1 disables it).",
+    )
+    model_dir: Path = Field(
+        Path(DEFAULT_MODEL_DIR),
+        description="Checkpoint directory of the model to serve (default: the bundled model).",
+    )
+    models_dir: Path | None = Field(
+        None,
+        description="Serve every model checkpoint found in the subdirectories of this directory "
+        "instead of --model-dir.",
+    )
+    default_model: str | None = Field(
+        None,
+        description="Name of the model used by requests that name none (default: the --model-dir "
+        "model, or the first by name under --models-dir).",
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Where the model workers run: auto picks cuda when a GPU is present."
+    )
+    max_streams: int = Field(
+        64,
+        ge=1,
+        description="Maximum concurrent recognition streams; more are refused with RESOURCE_EXHAUSTED.",
+    )
+    max_batch_size: int = Field(32, ge=1, description="Maximum streams batched into one model step.")
+    max_wait_ms: float = Field(
+        10.0,
+        ge=0,
+        description="How long the scheduler waits for more ready streams before running a batch "
+        "smaller than --max-batch-size.",
+    )
+    drain_timeout_s: float = Field(
+        30.0,
+        ge=0,
+        description="On SIGTERM/SIGINT: how long in-flight streams may run to completion before "
+        "the server exits.",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Logging level.")
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.max_batch_size > self.max_streams:
+            # A batch can never hold more streams than may exist; clamp instead of failing.
+            self.max_batch_size = self.max_streams
+        return self
+
+
+def parse_settings(argv: list[str] | None = None) -> Settings:
+    """Settings from ``argv`` (default: ``sys.argv[1:]``) over the environment.
+
+    Exits with status 0 after --help, and with status 2 and one line per problem on
+    invalid values (as argparse does for malformed flags).
+    """
+    try:
+        return CliApp.run(Settings, cli_args=argv)
+    except ValidationError as error:
+        for problem in error.errors():
+            field = "_".join(str(part) for part in problem["loc"])
+            name = f"--{field.replace('_', '-')} / ASR_{field.upper()}"
+            print(f"asr-server: {name}: {problem['msg']} (got {problem.get('input')!r})", file=sys.stderr)
+        raise SystemExit(2) from None

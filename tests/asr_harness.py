@@ -1,0 +1,197 @@
+"""Helpers of the service tests: a real server on loopback, espeak-ng audio, streaming calls.
+
+Not a test module; the ``test_server_*`` and ``test_client_*`` modules import it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import io
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+import pytest
+import soundfile as sf
+from asr_client.api.asr.v1 import asr_pb2, asr_pb2_grpc
+
+from server.api.server import AsrServer
+from server.engine.registry import ModelRegistry
+from server.model.checkpoint import DEFAULT_MODEL_DIR, WEIGHTS_FILE
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+requires_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+
+
+def trained_model_present() -> bool:
+    """Whether the bundled trained model exists (tests of real recognition need it)."""
+    return (DEFAULT_MODEL_DIR / WEIGHTS_FILE).is_file()
+
+
+requires_trained_model = pytest.mark.skipif(
+    not trained_model_present(), reason=f"the trained bundled model ({DEFAULT_MODEL_DIR}) is not present"
+)
+
+
+# -- audio ---------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=64)
+def synthesize(text: str, voice: str = "en-us", words_per_minute: int = 160) -> tuple[bytes, int]:
+    """espeak-ng speech as (LINEAR16 mono bytes, sample rate), made at test time."""
+    wav = subprocess.run(
+        ["espeak-ng", "--stdout", "-v", voice, "-s", str(words_per_minute), text],
+        check=True,
+        capture_output=True,
+    ).stdout
+    samples, rate = sf.read(io.BytesIO(wav), dtype="int16")
+    return samples.astype("<i2").tobytes(), int(rate)
+
+
+def random_chunks(data: bytes, rng: np.random.Generator, low: int = 1, high: int = 6000) -> Iterator[bytes]:
+    """``data`` cut at random even offsets (whole LINEAR16 samples)."""
+    position = 0
+    while position < len(data):
+        size = int(rng.integers(low, high)) * 2
+        yield data[position : position + size]
+        position += size
+
+
+def fixed_chunks(data: bytes, size: int) -> Iterator[bytes]:
+    for position in range(0, len(data), size):
+        yield data[position : position + size]
+
+
+# -- calls -------------------------------------------------------------------------------------
+def config(
+    sample_rate: int, *, interim_results: bool = True, **fields: Any
+) -> asr_pb2.StreamingRecognitionConfig:
+    """A streaming config for LINEAR16 mono (fields override RecognitionConfig fields)."""
+    recognition = asr_pb2.RecognitionConfig(encoding=asr_pb2.LINEAR16, sample_rate_hertz=sample_rate)
+    for name, value in fields.items():
+        if name == "endpointing":
+            recognition.endpointing.CopyFrom(value)
+        elif name == "language_codes":
+            recognition.language_codes.extend(value)
+        else:
+            setattr(recognition, name, value)
+    return asr_pb2.StreamingRecognitionConfig(config=recognition, interim_results=interim_results)
+
+
+def requests(
+    streaming_config: asr_pb2.StreamingRecognitionConfig | None, chunks: Iterable[bytes]
+) -> Iterator[asr_pb2.StreamingRecognizeRequest]:
+    if streaming_config is not None:
+        yield asr_pb2.StreamingRecognizeRequest(streaming_config=streaming_config)
+    for chunk in chunks:
+        yield asr_pb2.StreamingRecognizeRequest(audio_content=chunk)
+
+
+def stream(
+    stub: asr_pb2_grpc.RecognizerStub,
+    streaming_config: asr_pb2.StreamingRecognitionConfig | None,
+    chunks: Iterable[bytes],
+    timeout: float = 60,
+) -> list[asr_pb2.StreamingRecognizeResponse]:
+    return list(stub.StreamingRecognize(requests(streaming_config, chunks), timeout=timeout))
+
+
+def finals(responses: Iterable[asr_pb2.StreamingRecognizeResponse]) -> list[str]:
+    return [r.alternatives[0].transcript for resp in responses for r in resp.results if r.is_final]
+
+
+# -- server ------------------------------------------------------------------------------------
+class ServerThread:
+    """An ``AsrServer`` on 127.0.0.1 (ephemeral port), its event loop in a daemon thread.
+
+    Tests talk to it over real gRPC from the main thread.
+    """
+
+    def __init__(
+        self,
+        model_dirs: list[Path],
+        *,
+        max_streams: int = 16,
+        max_batch_size: int = 16,
+        max_wait_ms: float = 5.0,
+        drain_timeout_s: float = 5.0,
+        default_model: str | None = None,
+    ) -> None:
+        self.model_dirs = model_dirs
+        self.max_streams = max_streams
+        self.max_batch_size = max_batch_size
+        self.max_wait_s = max_wait_ms / 1000
+        self.drain_timeout_s = drain_timeout_s
+        self.default_model = default_model
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="asr-test-server", daemon=True)
+        self.server: AsrServer | None = None
+        self.port = 0
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def registry(self) -> ModelRegistry:
+        assert self.server is not None
+        return self.server.registry
+
+    def call(self, coroutine: Any, timeout: float = 60) -> Any:
+        """Run a coroutine on the server's loop and wait for its result."""
+        future: Future[Any] = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        return future.result(timeout)
+
+    def start(self) -> ServerThread:
+        self._thread.start()
+
+        async def start() -> int:
+            registry = ModelRegistry.load(
+                self.model_dirs,
+                device="cpu",
+                capacity=self.max_streams + self.max_batch_size,
+                max_batch_size=self.max_batch_size,
+                max_wait_s=self.max_wait_s,
+                default=self.default_model,
+            )
+            self.server = AsrServer(
+                registry,
+                host="127.0.0.1",
+                port=0,
+                max_streams=self.max_streams,
+                drain_timeout_s=self.drain_timeout_s,
+            )
+            return await self.server.start()
+
+        self.port = self.call(start())
+        return self
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.call(self.server.stop(grace=0))
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+
+    def active_streams(self) -> int:
+        """Streams holding a slot, across models (read on the server's loop)."""
+
+        async def count() -> int:
+            return sum(engine.num_active for engine in self.registry.engines.values())
+
+        return self.call(count())
+
+    def __enter__(self) -> ServerThread:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def channel_to(server: ServerThread) -> grpc.Channel:
+    return grpc.insecure_channel(server.target)

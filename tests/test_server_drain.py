@@ -1,0 +1,175 @@
+"""SIGTERM draining of a real ``asr-server`` process."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from asr_client.api.asr.v1 import asr_pb2, asr_pb2_grpc
+from asr_harness import REPO_ROOT, config, finals, fixed_chunks, requires_espeak, stream, synthesize
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+pytestmark = requires_espeak
+
+
+class ServerProcess:
+    """``python -m server.main`` (the ``asr-server`` entry point) on an ephemeral port."""
+
+    def __init__(self, model_dir: Path, drain_timeout_s: float) -> None:
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "server.main",
+                "--model-dir",
+                str(model_dir),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--metrics-port",
+                "-1",
+                "--drain-timeout-s",
+                str(drain_timeout_s),
+                "--max-wait-ms",
+                "5",
+            ],
+            cwd=REPO_ROOT,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.log: list[str] = []
+        self.port = self._read_port()
+        threading.Thread(target=self._drain_log, daemon=True).start()
+
+    def _read_port(self) -> int:
+        for line in self.process.stderr:
+            self.log.append(line)
+            match = re.search(r"gRPC listening on [\d.]+:(\d+)", line)
+            if match:
+                return int(match.group(1))
+        raise AssertionError("server exited before listening:\n" + "".join(self.log))
+
+    def _drain_log(self) -> None:
+        for line in self.process.stderr:
+            self.log.append(line)
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def health(self, channel: grpc.Channel) -> int:
+        stub = health_pb2_grpc.HealthStub(channel)
+        return stub.Check(health_pb2.HealthCheckRequest(service="asr.v1.Recognizer"), timeout=5).status
+
+    def wait_serving(self, channel: grpc.Channel, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if self.health(channel) == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError("server never became SERVING:\n" + "".join(self.log))
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
+def _paced(pcm: bytes, chunk: int, seconds_per_chunk: float, started: threading.Event) -> Iterator[bytes]:
+    for piece in fixed_chunks(pcm, chunk):
+        yield piece
+        started.set()
+        time.sleep(seconds_per_chunk)
+
+
+@pytest.fixture
+def speech() -> tuple[bytes, int]:
+    return synthesize("we will meet at the station at nine")
+
+
+def test_sigterm_drains_in_flight_streams_and_refuses_new_ones(
+    random_model_dir: Path, speech: tuple[bytes, int]
+) -> None:
+    pcm, rate = speech
+    server = ServerProcess(random_model_dir, drain_timeout_s=30)
+    try:
+        with grpc.insecure_channel(server.target) as channel:
+            server.wait_serving(channel)
+            stub = asr_pb2_grpc.RecognizerStub(channel)
+            started = threading.Event()
+            outcome: dict[str, object] = {}
+
+            def in_flight() -> None:
+                # About 2.5 s of audio sent in real time: still running when SIGTERM comes.
+                chunk = rate // 10 * 2
+                try:
+                    outcome["responses"] = stream(stub, config(rate), _paced(pcm, chunk, 0.1, started))
+                except grpc.RpcError as error:
+                    outcome["error"] = error
+
+            worker = threading.Thread(target=in_flight)
+            worker.start()
+            assert started.wait(10)
+            time.sleep(0.3)
+            server.process.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + 5
+            while server.health(channel) != health_pb2.HealthCheckResponse.NOT_SERVING:
+                assert time.monotonic() < deadline, "health never went NOT_SERVING"
+                time.sleep(0.05)
+            with pytest.raises(grpc.RpcError) as refused:
+                stream(stub, config(rate), fixed_chunks(pcm, 3200))
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert "shutting down" in refused.value.details()
+            assert server.process.poll() is None, "the server must wait for the in-flight stream"
+            worker.join(30)
+            assert "error" not in outcome, outcome.get("error")
+            responses = outcome["responses"]
+            assert finals(responses)
+            assert responses[-1].audio_processed.ToMilliseconds() > 2000
+        assert server.process.wait(30) == 0, "".join(server.log)
+        assert any("draining" in line for line in server.log)
+    finally:
+        server.kill()
+
+
+def test_drain_timeout_cancels_streams_that_do_not_end(
+    random_model_dir: Path, speech: tuple[bytes, int]
+) -> None:
+    pcm, rate = speech
+    server = ServerProcess(random_model_dir, drain_timeout_s=1)
+    release = threading.Event()
+
+    def never_ending() -> Iterator[asr_pb2.StreamingRecognizeRequest]:
+        yield asr_pb2.StreamingRecognizeRequest(streaming_config=config(rate))
+        yield asr_pb2.StreamingRecognizeRequest(audio_content=pcm[:16000])
+        release.wait(30)
+
+    try:
+        with grpc.insecure_channel(server.target) as channel:
+            server.wait_serving(channel)
+            call = asr_pb2_grpc.RecognizerStub(channel).StreamingRecognize(never_ending(), timeout=60)
+            next(call)  # the stream is running
+            started = time.monotonic()
+            os.kill(server.process.pid, signal.SIGTERM)
+            with pytest.raises(grpc.RpcError) as ended:
+                list(call)
+            assert ended.value.code() in (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE)
+            assert server.process.wait(15) == 0
+            assert time.monotonic() - started < 10
+            assert any("drain timeout" in line for line in server.log)
+    finally:
+        release.set()
+        server.kill()

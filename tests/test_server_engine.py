@@ -1,0 +1,221 @@
+"""The batching engine without gRPC: transcripts, t-SOT, endpointing, slots, sessions, scheduler."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from server.engine.endpoint import EndpointConfig, Endpointer
+from server.engine.engine import Engine
+from server.engine.session import MAX_BACKLOG_SECONDS, SessionOptions, Update
+from server.engine.slots import SlotAllocator, SlotExhaustedError
+from server.engine.transcript import Utterance, utterance_results, words_of
+from server.model.checkpoint import load_model
+from server.model.frontend import compute_fbank
+
+
+class FakeTokenizer:
+    """Pieces by id: 0 blank, 1 <cc>, then words split into SentencePiece-style pieces."""
+
+    PIECES = ["<blk>", "<cc>", "\u2581hel", "lo", "\u2581world", "\u2581", "s"]
+    blank_id = 0
+    cc_id = 1
+
+    def id_to_piece(self, token_id: int) -> str:
+        return self.PIECES[token_id]
+
+    def decode(self, ids: list[int]) -> str:
+        text = "".join(self.PIECES[i] for i in ids if i > 1)
+        return text.replace("\u2581", " ").strip()
+
+
+def test_words_group_pieces_and_take_frame_times() -> None:
+    tokens = [(2, 3), (3, 4), (4, 10), (5, 12), (6, 12)]  # "▁hel lo ▁world ▁ s"
+    words = words_of(tokens, FakeTokenizer(), frame_shift_ms=40)
+    assert [(w.text, w.start_ms, w.end_ms) for w in words] == [
+        ("hello", 120, 200),
+        ("world", 400, 440),
+        ("s", 480, 520),
+    ]
+
+
+def test_tsot_tokens_are_deserialised_into_two_channels() -> None:
+    utterance = Utterance(cc_id=1, multi_talker=True)
+    for token, frame in [(2, 1), (3, 2), (1, 3), (4, 4), (1, 5), (5, 6), (6, 6)]:
+        utterance.add(token, frame)
+    results = utterance_results(
+        utterance,
+        FakeTokenizer(),
+        is_final=True,
+        utterance_index=3,
+        frame_shift_ms=40,
+        with_words=True,
+        language_code="en",
+    )
+    assert [(r.channel, r.transcript, r.start_ms, r.end_ms) for r in results] == [
+        (0, "hello s", 40, 280),
+        (1, "world", 160, 200),
+    ]
+    assert all(r.is_final and r.utterance_index == 3 and r.language_code == "en" for r in results)
+
+
+def test_channel_change_tokens_are_dropped_without_multi_talker() -> None:
+    utterance = Utterance(cc_id=1, multi_talker=False)
+    for token, frame in [(2, 1), (1, 2), (4, 3)]:
+        utterance.add(token, frame)
+    results = utterance_results(
+        utterance,
+        FakeTokenizer(),
+        is_final=False,
+        utterance_index=0,
+        frame_shift_ms=40,
+        with_words=False,
+        language_code="",
+    )
+    assert [(r.channel, r.transcript, r.words) for r in results] == [(0, "hel world", ())]
+
+
+def test_endpointer_rules() -> None:
+    endpointer = Endpointer(EndpointConfig(trailing_silence_ms=200, max_utterance_ms=1000), frame_shift_ms=40)
+    assert endpointer.silence_frames == 5 and endpointer.max_frames == 25
+    assert not endpointer.is_endpoint(100, None), "silence alone never ends an utterance"
+    assert not endpointer.is_endpoint(14, last_token_frame=10)
+    assert endpointer.is_endpoint(16, last_token_frame=10)
+    endpointer.skip_silence(10)
+    assert not endpointer.is_endpoint(34, last_token_frame=33)
+    assert endpointer.is_endpoint(35, last_token_frame=34), "maximum length cuts ongoing speech"
+
+
+def test_slot_allocator_reuses_lowest_free_slot() -> None:
+    slots = SlotAllocator(3)
+    assert [slots.allocate() for _ in range(3)] == [0, 1, 2]
+    with pytest.raises(SlotExhaustedError):
+        slots.allocate()
+    slots.release(1)
+    assert slots.allocate() == 1
+
+
+def _sine_noise(seconds: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(16000 * seconds)) / 16000
+    return (0.3 * np.sin(2 * np.pi * 300 * t) + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+async def _run_session(
+    engine: Engine, audio: np.ndarray, chunk: int, options: SessionOptions
+) -> list[Update]:
+    session = engine.open_session(options)
+
+    async def feed() -> None:
+        for start in range(0, audio.size, chunk):
+            session.accept_audio(audio[start : start + chunk])
+            await asyncio.sleep(0)
+        session.finish()
+
+    feeder = asyncio.create_task(feed())
+    try:
+        updates = [update async for update in session.updates()]
+        await feeder
+    finally:
+        feeder.cancel()
+        session.close()  # as the servicer does, also when the stream failed
+    return updates
+
+
+def test_engine_equals_whole_utterance_decoding(random_model_dir: Path) -> None:
+    """One stream through fbank, windows, slots and the scheduler decodes like the model offline."""
+    model = load_model(random_model_dir)
+    audio = _sine_noise(2.3, seed=0)
+    features = compute_fbank(audio, 16000, model.config.features)
+    offline = model.transcribe_batch(torch.from_numpy(features)[None], torch.tensor([features.shape[0]]))[0]
+    expected = model.tokenizer.decode([t for t, _ in offline]).strip()
+    no_endpoints = SessionOptions(
+        endpoint=EndpointConfig(trailing_silence_ms=60_000, max_utterance_ms=60_000)
+    )
+
+    async def run() -> list[Update]:
+        engine = Engine(model, "cpu", capacity=4, max_batch_size=4, max_wait_s=0.001)
+        await engine.start()
+        try:
+            return await _run_session(engine, audio, 1234, no_endpoints)
+        finally:
+            await engine.stop()
+
+    updates = asyncio.run(run())
+    final = [r for u in updates for r in u.results if r.is_final]
+    assert len(final) == 1 and final[0].transcript == expected
+    assert updates[-1].audio_processed_ms == pytest.approx(audio.size / 16, abs=80)
+
+
+def test_scheduler_batches_streams_and_frees_slots(random_model_dir: Path) -> None:
+    model = load_model(random_model_dir)
+    options = SessionOptions(endpoint=EndpointConfig(max_utterance_ms=600))
+
+    async def run() -> tuple[list[list[Update]], list[list[Update]], int, int]:
+        engine = Engine(model, "cpu", capacity=8, max_batch_size=8, max_wait_s=0.05)
+        await engine.start()
+        try:
+            audios = [_sine_noise(1.0 + 0.3 * i, seed=i) for i in range(5)]
+            alone = [await _run_session(engine, a, 800, options) for a in audios]
+            together = await asyncio.gather(*(_run_session(engine, a, 3000, options) for a in audios))
+            return alone, list(together), engine.scheduler.max_batch_seen, engine.free_slots
+        finally:
+            await engine.stop()
+
+    alone, together, max_batch, free = asyncio.run(run())
+    assert together == alone
+    assert max_batch > 1
+    assert free == 8
+
+
+def test_backlog_pauses_reading_until_the_model_catches_up(random_model_dir: Path) -> None:
+    model = load_model(random_model_dir)
+
+    async def run() -> tuple[bool, bool]:
+        engine = Engine(model, "cpu", capacity=2, max_batch_size=2, max_wait_s=0.001)
+        session = engine.open_session(SessionOptions())  # scheduler not started: nothing is consumed
+        session.accept_audio(_sine_noise(MAX_BACKLOG_SECONDS + 1, seed=0))
+        waiter = asyncio.create_task(session.wait_for_capacity())
+        await asyncio.sleep(0.01)
+        blocked = not waiter.done()
+        await engine.start(warmup=False)
+        await asyncio.wait_for(waiter, 30)
+        session.close()
+        await engine.stop()
+        return blocked, waiter.done()
+
+    assert asyncio.run(run()) == (True, True)
+
+
+def test_a_failing_model_step_fails_its_streams_but_not_the_engine(random_model_dir: Path) -> None:
+    model = load_model(random_model_dir)
+
+    async def run() -> tuple[str, list[Update]]:
+        engine = Engine(model, "cpu", capacity=2, max_batch_size=2, max_wait_s=0.001)
+        await engine.start(warmup=False)
+        real_step = model.step
+
+        def broken_step(*args, **kwargs):
+            raise RuntimeError("device lost")
+
+        model.step = broken_step  # type: ignore[method-assign]
+        try:
+            await _run_session(engine, _sine_noise(0.5, seed=1), 1600, SessionOptions())
+        except RuntimeError as error:
+            message = str(error)
+        else:
+            message = ""
+        finally:
+            model.step = real_step  # type: ignore[method-assign]
+        updates = await _run_session(engine, _sine_noise(0.5, seed=1), 1600, SessionOptions())
+        await engine.stop()
+        assert engine.free_slots == 2
+        return message, updates
+
+    message, updates = asyncio.run(run())
+    assert "device lost" in message
+    assert updates and updates[-1].audio_processed_ms > 0
