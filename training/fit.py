@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-steps", type=int, default=1_000_000)
     parser.add_argument("--max-minutes", type=float, default=1e9, help="stop (and save) after this long")
     parser.add_argument("--serve-mask-prob", type=float, default=0.6,
-                        help="share of batches trained with the serving mask; the rest use random chunks or full context")
+                        help="share of batches with the serving mask; the rest: random chunks or full context")
     parser.add_argument("--spec-augment-after", type=int, default=1000, help="step from which SpecAugment is on")
     parser.add_argument("--valid-every", type=int, default=500)
     parser.add_argument("--valid-utterances", type=int, default=200)
