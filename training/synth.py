@@ -302,7 +302,14 @@ def plan_utterance(
 
 def render_utterance(spec: UtteranceSpec) -> np.ndarray:
     """The utterance's samples (float32 in [-1, 1]) at ``spec.sample_rate``."""
-    speech, native_rate = run_espeak(spec.spoken, spec.voice, spec.rate, spec.pitch, spec.word_gap, spec.pitch_range)
+    prosody = (spec.rate, spec.pitch, spec.word_gap, spec.pitch_range)
+    try:
+        speech, native_rate = run_espeak(spec.spoken, spec.voice, *prosody)
+    except RuntimeError:
+        # espeak-ng 1.51 occasionally crashes (SIGSEGV) on a variant/text pair; the base voice
+        # of the same accent works, and the fallback keeps the data set deterministic.
+        base_voice = spec.voice.split("+")[0]
+        speech, native_rate = run_espeak(spec.spoken, base_voice, *prosody)
     speech = _resample(_trim_silence(speech, native_rate), native_rate, spec.sample_rate)
     speech *= _db_to_gain(spec.level_db) / max(_rms(speech), 1e-9)
     speech_rms = _rms(speech)
