@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from training import evaluate, fit, synth
+from training import evaluate, fit, model_card, synth
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -15,6 +15,7 @@ def main(argv: list[str] | None = None) -> int:
         ("synth", synth, "synthesize a speech data set with espeak-ng (manifest + audio)"),
         ("fit", fit, "train a streaming Conformer-Transducer"),
         ("eval", evaluate, "WER/CER of a model on a manifest"),
+        ("card", model_card, "measure a model and write its MODEL_CARD.md"),
     ]:
         sub = commands.add_parser(name, help=help_text, description=module.__doc__)
         module.add_arguments(sub)
