@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
+
+import torch
 
 from server.api.server import AsrServer
 from server.engine.registry import ModelRegistry, find_model_dirs, resolve_device
@@ -29,8 +32,14 @@ def model_dirs(settings: Settings) -> list[Path]:
     return dirs
 
 
+def torch_threads(settings: Settings) -> int:
+    """Intra-op threads: the setting, or all cores but one (the event loop needs one)."""
+    return settings.threads or max(1, (os.cpu_count() or 2) - 1)
+
+
 async def serve(settings: Settings) -> None:
     """Run the server until SIGTERM/SIGINT, then drain."""
+    torch.set_num_threads(torch_threads(settings))
     device = resolve_device(settings.device)
     registry = ModelRegistry.load(
         model_dirs(settings),

@@ -71,6 +71,12 @@ class Settings(BaseSettings):
         description="On SIGTERM/SIGINT: how long in-flight streams may run to completion before "
         "the server exits.",
     )
+    threads: int = Field(
+        0,
+        ge=0,
+        description="torch intra-op threads for the model workers; 0: one less than the CPU cores "
+        "(at least 1), leaving a core for the event loop and audio decoding.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Logging level.")
 
     @model_validator(mode="after")

@@ -244,7 +244,7 @@ def test_configmap_drives_the_server_settings(kustomization):
     assert data["ASR_DEVICE"] in {"auto", "cpu", "cuda"}
     # torch threads follow the CPU request rather than the node's core count
     requests = server_container(objects)["resources"]["requests"]
-    assert int(data["OMP_NUM_THREADS"]) <= int(requests["cpu"])
+    assert int(data["ASR_THREADS"]) <= int(requests["cpu"])
     # Service env variables (ASR_SERVER_PORT=tcp://...) must not mix with the ASR_ settings
     assert one(objects, "Deployment")["spec"]["template"]["spec"]["enableServiceLinks"] is False
 
