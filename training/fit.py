@@ -16,7 +16,9 @@ from pathlib import Path
 
 import jiwer
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
+from torch import nn
 from tqdm import tqdm
 
 from server.model.checkpoint import load_model, save_model
@@ -28,6 +30,7 @@ from training.features import FeatureCache, build_feature_cache
 from training.rnnt_loss import rnnt_loss
 
 LATEST, BEST = "latest", "best"
+CTC_HEAD_FILE = "ctc_head.safetensors"  # training-only auxiliary head, kept beside the optimizer state
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,6 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--serve-mask-prob", type=float, default=0.6,
                         help="share of batches with the serving mask; the rest: random chunks or full context")
     parser.add_argument("--spec-augment-after", type=int, default=1000, help="step from which SpecAugment is on")
+    parser.add_argument("--ctc-weight", type=float, default=0.3, help="weight of the auxiliary CTC loss (0: off)")
+    parser.add_argument("--schedule-offset", type=int, default=0,
+                        help="with --init-from: continue the LR schedule from this step (re-warm-up 100 steps)")
     parser.add_argument("--valid-every", type=int, default=500)
     parser.add_argument("--valid-utterances", type=int, default=200)
     parser.add_argument("--save-every-minutes", type=float, default=10)
@@ -96,13 +102,26 @@ def sample_mask(rng: random.Random, config: EncoderConfig, serve_prob: float) ->
     return chunk, rng.choice([None, rng.randint(1, 16)]), rng.randint(0, min(chunk, 4))
 
 
-def transducer_loss(model: StreamingTransducer, batch: Batch, mask: tuple[int | None, int | None, int]) -> torch.Tensor:
+def transducer_loss(model: StreamingTransducer, batch: Batch, mask: tuple[int | None, int | None, int],
+                    ctc_head: nn.Linear | None = None, ctc_weight: float = 0.0) -> torch.Tensor:
+    """RNN-T loss per target token, plus ``ctc_weight`` x an auxiliary CTC loss on the encoder.
+
+    The CTC head (training only, never shipped) gives the encoder a direct alignment signal,
+    which gets a transducer trained from scratch past its all-blank phase much sooner.
+    """
     chunk, left, right = mask
     encoder_out, lengths = model.encoder(batch.features, batch.feature_lengths, chunk_size=chunk,
                                          left_chunks=left, right_context=right)
     decoder_out = model.decoder.training_input(batch.targets)  # (B, U+1, E)
     logits = model.joiner(encoder_out[:, :, None], decoder_out[:, None])  # (B, T', U+1, V)
-    return rnnt_loss(logits, batch.targets, lengths, batch.target_lengths, blank=model.tokenizer.blank_id)
+    blank = model.tokenizer.blank_id
+    loss = rnnt_loss(logits, batch.targets, lengths, batch.target_lengths, blank=blank)
+    if ctc_head is not None and ctc_weight > 0:
+        log_probs = ctc_head(encoder_out).log_softmax(dim=-1).transpose(0, 1)  # (T', B, V)
+        ctc = F.ctc_loss(log_probs, batch.targets, lengths, batch.target_lengths, blank=blank, reduction="sum",
+                         zero_infinity=True) / batch.target_lengths.sum().clamp(min=1)
+        loss = loss + ctc_weight * ctc
+    return loss
 
 
 def word_error_rate(model: StreamingTransducer, cache: FeatureCache, indices: list[int], streaming: bool = True,
@@ -167,7 +186,12 @@ def run(args: argparse.Namespace) -> int:
         model = build_new_model(args, train, exp_dir)
     device = _device()
     model.to(device).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-3, betas=(0.9, 0.98))
+    ctc_head = nn.Linear(model.config.encoder.d_model, model.config.tokenizer.vocab_size).to(device)
+    ctc_head_file = exp_dir / LATEST / CTC_HEAD_FILE
+    if args.resume and ctc_head_file.is_file():
+        ctc_head.load_state_dict(load_file(str(ctc_head_file)))
+    parameters = list(model.parameters()) + list(ctc_head.parameters())
+    optimizer = torch.optim.AdamW(parameters, lr=args.lr, weight_decay=1e-3, betas=(0.9, 0.98))
     info = {"step": 0, "best_wer": 1.0, "epoch": 0, "hours_seen": 0.0}
     if args.resume:
         info = _load_trainer(exp_dir / LATEST, optimizer)
@@ -186,12 +210,16 @@ def run(args: argparse.Namespace) -> int:
                 spec_augment(batch.features, batch.feature_lengths, generator)
             batch = Batch(batch.features.to(device), batch.feature_lengths.to(device), batch.targets.to(device),
                           batch.target_lengths.to(device), batch.texts)
+            lr = learning_rate(step + args.schedule_offset, args.lr, args.warmup_steps)
+            if args.schedule_offset:
+                lr *= min(1.0, step / 100)  # fresh optimizer moments: ramp up again briefly
             for group in optimizer.param_groups:
-                group["lr"] = learning_rate(step, args.lr, args.warmup_steps)
-            loss = transducer_loss(model, batch, sample_mask(rng, model.config.encoder, args.serve_mask_prob))
+                group["lr"] = lr
+            mask = sample_mask(rng, model.config.encoder, args.serve_mask_prob)
+            loss = transducer_loss(model, batch, mask, ctc_head, args.ctc_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            grad_norm = torch.nn.utils.clip_grad_norm_(parameters, 5.0)
             if torch.isfinite(grad_norm):
                 optimizer.step()
             info["step"] = step
@@ -215,6 +243,7 @@ def run(args: argparse.Namespace) -> int:
             if stop or time.monotonic() - last_save > args.save_every_minutes * 60:
                 save_model(model, exp_dir / LATEST, half=False)
                 _save_trainer(exp_dir / LATEST, optimizer, info)
+                save_file(ctc_head.state_dict(), str(exp_dir / LATEST / CTC_HEAD_FILE))
                 last_save = time.monotonic()
             if stop:
                 break
