@@ -55,3 +55,21 @@ def test_spec_augment_masks_only_inside_each_utterance() -> None:
     spec_augment(features, torch.tensor([300, 200]), torch.Generator().manual_seed(0))
     assert not torch.equal(features[:, :200], original[:, :200])
     assert torch.equal(features[1, 200:], original[1, 200:])
+
+
+def test_auxiliary_ctc_loss_adds_a_trainable_term(random_model_dir: Path) -> None:
+    torch.manual_seed(0)
+    model = load_model(random_model_dir).train()
+    model.encoder.dropout.p = 0.0
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    ids = model.tokenizer.encode("the blue one")
+    batch = Batch(torch.randn(1, 120, 80), torch.tensor([120]), torch.tensor([ids]), torch.tensor([len(ids)]), [])
+    head = torch.nn.Linear(model.config.encoder.d_model, model.config.tokenizer.vocab_size)
+    mask = (None, None, 0)
+    plain = transducer_loss(model, batch, mask)
+    with_ctc = transducer_loss(model, batch, mask, head, 0.3)
+    assert with_ctc.item() > plain.item()
+    with_ctc.backward()
+    assert head.weight.grad is not None and head.weight.grad.abs().sum() > 0
