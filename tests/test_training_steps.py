@@ -26,7 +26,7 @@ def test_few_steps_lower_the_loss(random_model_dir: Path) -> None:
     mask = (model.config.encoder.chunk_size, model.config.encoder.left_chunks, model.config.encoder.right_context)
     losses = []
     for _ in range(25):
-        loss = transducer_loss(model, batch, mask)
+        loss = transducer_loss(model, batch, mask).total
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -68,8 +68,8 @@ def test_auxiliary_ctc_loss_adds_a_trainable_term(random_model_dir: Path) -> Non
     batch = Batch(torch.randn(1, 120, 80), torch.tensor([120]), torch.tensor([ids]), torch.tensor([len(ids)]), [])
     head = torch.nn.Linear(model.config.encoder.d_model, model.config.tokenizer.vocab_size)
     mask = (None, None, 0)
-    plain = transducer_loss(model, batch, mask)
-    with_ctc = transducer_loss(model, batch, mask, head, 0.3)
+    plain = transducer_loss(model, batch, mask).total
+    with_ctc = transducer_loss(model, batch, mask, head, 0.3).total
     assert with_ctc.item() > plain.item()
     with_ctc.backward()
     assert head.weight.grad is not None and head.weight.grad.abs().sum() > 0

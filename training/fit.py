@@ -13,6 +13,7 @@ import math
 import random
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import jiwer
 import torch
@@ -102,8 +103,14 @@ def sample_mask(rng: random.Random, config: EncoderConfig, serve_prob: float) ->
     return chunk, rng.choice([None, rng.randint(1, 16)]), rng.randint(0, min(chunk, 4))
 
 
+class Losses(NamedTuple):
+    total: torch.Tensor  # what is minimised
+    rnnt: torch.Tensor  # per target token
+    ctc: torch.Tensor  # per target token (0 without a CTC head)
+
+
 def transducer_loss(model: StreamingTransducer, batch: Batch, mask: tuple[int | None, int | None, int],
-                    ctc_head: nn.Linear | None = None, ctc_weight: float = 0.0) -> torch.Tensor:
+                    ctc_head: nn.Linear | None = None, ctc_weight: float = 0.0) -> Losses:
     """RNN-T loss per target token, plus ``ctc_weight`` x an auxiliary CTC loss on the encoder.
 
     The CTC head (training only, never shipped) gives the encoder a direct alignment signal,
@@ -115,13 +122,13 @@ def transducer_loss(model: StreamingTransducer, batch: Batch, mask: tuple[int | 
     decoder_out = model.decoder.training_input(batch.targets)  # (B, U+1, E)
     logits = model.joiner(encoder_out[:, :, None], decoder_out[:, None])  # (B, T', U+1, V)
     blank = model.tokenizer.blank_id
-    loss = rnnt_loss(logits, batch.targets, lengths, batch.target_lengths, blank=blank)
+    rnnt = rnnt_loss(logits, batch.targets, lengths, batch.target_lengths, blank=blank)
+    ctc = torch.zeros((), device=rnnt.device)
     if ctc_head is not None and ctc_weight > 0:
         log_probs = ctc_head(encoder_out).log_softmax(dim=-1).transpose(0, 1)  # (T', B, V)
         ctc = F.ctc_loss(log_probs, batch.targets, lengths, batch.target_lengths, blank=blank, reduction="sum",
                          zero_infinity=True) / batch.target_lengths.sum().clamp(min=1)
-        loss = loss + ctc_weight * ctc
-    return loss
+    return Losses(rnnt + ctc_weight * ctc, rnnt, ctc)
 
 
 def word_error_rate(model: StreamingTransducer, cache: FeatureCache, indices: list[int], streaming: bool = True,
@@ -216,7 +223,8 @@ def run(args: argparse.Namespace) -> int:
             for group in optimizer.param_groups:
                 group["lr"] = lr
             mask = sample_mask(rng, model.config.encoder, args.serve_mask_prob)
-            loss = transducer_loss(model, batch, mask, ctc_head, args.ctc_weight)
+            losses = transducer_loss(model, batch, mask, ctc_head, args.ctc_weight)
+            loss = losses.total
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(parameters, 5.0)
@@ -227,7 +235,8 @@ def run(args: argparse.Namespace) -> int:
             progress.update(1)
             progress.set_postfix(loss=f"{loss.item():.3f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}",
                                  hours=f"{info['hours_seen']:.1f}")
-            record = {"step": step, "loss": round(loss.item(), 4), "grad_norm": round(float(grad_norm), 3)}
+            record = {"step": step, "loss": round(loss.item(), 4), "rnnt": round(losses.rnnt.item(), 4),
+                      "ctc": round(losses.ctc.item(), 4), "grad_norm": round(float(grad_norm), 3), "lr": lr}
             if step % args.valid_every == 0:
                 wer = word_error_rate(model, valid, valid_indices)
                 record["valid_wer"] = round(wer, 4)

@@ -11,6 +11,8 @@ recompute the lookahead frames of layer 0 from the features alone.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -72,7 +74,11 @@ class ConformerEncoder(nn.Module):
         return SUBSAMPLING_FACTOR * self.config.chunk_size
 
     def _embed(self, features: Tensor) -> Tensor:
-        return self.dropout(self.subsampling((features - self.feature_mean) / self.feature_std))
+        # x sqrt(d_model) as in the Transformer/Conformer front ends: without it the acoustic
+        # input is small next to what the attention modules add to the residual stream, and
+        # a deep encoder collapses to a constant output early in training (observed here).
+        embedded = self.subsampling((features - self.feature_mean) / self.feature_std)
+        return self.dropout(embedded * math.sqrt(self.config.d_model))
 
     # -- whole utterance ------------------------------------------------------------------
     def forward(
