@@ -104,3 +104,8 @@ def test_missing_tokenizer_is_named(random_model_dir: Path, tmp_path: Path) -> N
     (broken / "tokenizer.model").unlink()
     with pytest.raises(CheckpointError, match=r"tokenizer\.model: missing"):
         load_model(broken)
+
+
+def test_missing_directory_says_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match=r"nothing-here: no checkpoint directory here \(pass --model-dir"):
+        load_model(tmp_path / "nothing-here")

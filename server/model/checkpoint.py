@@ -48,7 +48,9 @@ def load_model(model_dir: Path | str = DEFAULT_MODEL_DIR, device: str = "cpu") -
     """Load a checkpoint directory into an eval-mode float32 model on ``device``."""
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
-        raise CheckpointError(f"{model_dir}: no checkpoint directory here (pass --model-dir, or train one: training/recipes)")
+        raise CheckpointError(
+            f"{model_dir}: no checkpoint directory here (pass --model-dir, or train one: training/recipes)"
+        )
     config = read_config(model_dir)
     tokenizer_path = model_dir / config.tokenizer.file
     if not tokenizer_path.is_file():
