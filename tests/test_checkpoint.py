@@ -109,3 +109,11 @@ def test_missing_tokenizer_is_named(random_model_dir: Path, tmp_path: Path) -> N
 def test_missing_directory_says_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match=r"nothing-here: no checkpoint directory here \(pass --model-dir"):
         load_model(tmp_path / "nothing-here")
+
+
+def test_decode_puts_single_spaces_between_words(random_model_dir: Path) -> None:
+    tokenizer = load_model(random_model_dir).tokenizer
+    boundary = next(i for i in range(tokenizer.vocab_size) if tokenizer.id_to_piece(i) == "\u2581")
+    word = tokenizer.encode("the")
+    text = tokenizer.decode(word + [boundary, boundary] + word)
+    assert text == "the the"

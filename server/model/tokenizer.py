@@ -41,7 +41,13 @@ class Tokenizer:
         return self._sp.encode(text)
 
     def decode(self, ids: Iterable[int]) -> str:
-        return self._sp.decode([i for i in ids if i != self.blank_id and i != self.cc_id])
+        """Text of the ids (blank and <cc> dropped), words one space apart.
+
+        A lone word-boundary piece ("▁") decodes to a space of its own; collapsing keeps the
+        transcript equal to its words joined by single spaces.
+        """
+        text = self._sp.decode([i for i in ids if i != self.blank_id and i != self.cc_id])
+        return " ".join(text.split())
 
     def id_to_piece(self, token_id: int) -> str:
         return self._sp.id_to_piece(token_id)
