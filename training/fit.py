@@ -58,6 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="share of batches with the serving mask; the rest: random chunks or full context")
     parser.add_argument("--spec-augment-after", type=int, default=1000, help="step from which SpecAugment is on")
     parser.add_argument("--ctc-weight", type=float, default=0.3, help="weight of the auxiliary CTC loss (0: off)")
+    parser.add_argument("--blank-bias-init", type=float, default=0.0,
+                        help="initial output bias of blank in a new model's joiner and CTC head (see docs)")
     parser.add_argument("--schedule-offset", type=int, default=0,
                         help="with --init-from: continue the LR schedule from this step (re-warm-up 100 steps)")
     parser.add_argument("--valid-every", type=int, default=500)
@@ -197,6 +199,12 @@ def run(args: argparse.Namespace) -> int:
     ctc_head_file = exp_dir / LATEST / CTC_HEAD_FILE
     if args.resume and ctc_head_file.is_file():
         ctc_head.load_state_dict(load_file(str(ctc_head_file)))
+    if not (args.resume or args.init_from) and args.blank_bias_init:
+        # An experiment against the all-blank plateau: start with blank unlikely
+        # (docs/training-status.md).
+        with torch.no_grad():
+            model.joiner.output.bias[model.tokenizer.blank_id] = args.blank_bias_init
+            ctc_head.bias[model.tokenizer.blank_id] = args.blank_bias_init
     parameters = list(model.parameters()) + list(ctc_head.parameters())
     optimizer = torch.optim.AdamW(parameters, lr=args.lr, weight_decay=1e-3, betas=(0.9, 0.98))
     info = {"step": 0, "best_wer": 1.0, "epoch": 0, "hours_seen": 0.0}
