@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import grpc
 from asr_client.api.asr.v1 import asr_pb2, asr_pb2_grpc
@@ -27,6 +29,24 @@ MAX_RECOGNIZE_MESSAGE_BYTES = 16 * 1024 * 1024
 _RECOGNIZE_PIECE_SECONDS = 1.0
 
 
+@dataclass
+class _RequestResources:
+    """What a call opened and must release, filled in as the call proceeds."""
+
+    session: StreamSession | None = None
+    decoder: AudioDecoder | None = None
+    reader: asyncio.Task[None] | None = None
+
+    def release(self) -> None:
+        if self.reader is not None:
+            self.reader.cancel()
+        if self.session is not None:
+            # Frees the stream's slot at once, also when the client went away.
+            self.session.close()
+        if self.decoder is not None:
+            self.decoder.close()
+
+
 class RecognizerServicer(asr_pb2_grpc.RecognizerServicer):
     """StreamingRecognize, Recognize and ListModels over the engines of a model registry."""
 
@@ -40,13 +60,7 @@ class RecognizerServicer(asr_pb2_grpc.RecognizerServicer):
         request_iterator: AsyncIterator[asr_pb2.StreamingRecognizeRequest],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[asr_pb2.StreamingRecognizeResponse]:
-        session: StreamSession | None = None
-        decoder: AudioDecoder | None = None
-        reader: asyncio.Task[None] | None = None
-        admitted = False
-        try:
-            self.admission.enter()
-            admitted = True
+        async with self._request(context, "StreamingRecognize") as resources:
             first = await anext(request_iterator, None)
             if first is None or first.WhichOneof("streaming_request") != "streaming_config":
                 raise invalid_argument(
@@ -57,66 +71,54 @@ class RecognizerServicer(asr_pb2_grpc.RecognizerServicer):
             validated = validate_config(
                 streaming_config.config, self.registry, streaming_config.interim_results
             )
-            session = self._open_session(validated)
-            decoder = _decoder(validated)
-            reader = asyncio.create_task(_pump_audio(request_iterator, decoder, session))
+            session = resources.session = self._open_session(validated)
+            decoder = resources.decoder = _decoder(validated)
+            resources.reader = asyncio.create_task(_pump_audio(request_iterator, decoder, session))
             async for update in session.updates():
                 yield update_to_proto(update)
-        except RequestError as error:
-            await _abort(context, error)
-        except asyncio.CancelledError:
-            _count_cancellation(context)
-            raise
-        except Exception as error:
-            log.exception("StreamingRecognize failed")
-            await _abort(context, RequestError(grpc.StatusCode.INTERNAL, f"internal error: {error}"))
-        finally:
-            if reader is not None:
-                reader.cancel()
-            if session is not None:
-                # Frees the stream's slot at once, also when the client went away.
-                session.close()
-            if decoder is not None:
-                decoder.close()
-            if admitted:
-                self.admission.leave()
 
     # -- Recognize ---------------------------------------------------------------------------
     async def Recognize(  # noqa: N802 (gRPC method name)
         self, request: asr_pb2.RecognizeRequest, context: grpc.aio.ServicerContext
     ) -> asr_pb2.RecognizeResponse:
-        session: StreamSession | None = None
-        decoder: AudioDecoder | None = None
-        admitted = False
-        try:
-            self.admission.enter()
-            admitted = True
+        async with self._request(context, "Recognize") as resources:
             validated = validate_config(request.config, self.registry, interim_results=False)
             _check_recognize_audio(request.audio_content, validated)
-            session = self._open_session(validated)
-            decoder = _decoder(validated)
+            session = resources.session = self._open_session(validated)
+            decoder = resources.decoder = _decoder(validated)
             await _feed_whole(request.audio_content, decoder, session)
             response = asr_pb2.RecognizeResponse()
             async for update in session.updates():
                 response.results.extend(update_to_proto(update).results)
                 response.audio_processed.CopyFrom(duration_ms(update.audio_processed_ms))
             return response
+        raise AssertionError("unreachable: a failed request aborts the call")
+
+    @contextlib.asynccontextmanager
+    async def _request(self, context: grpc.aio.ServicerContext, method: str) -> AsyncIterator[_RequestResources]:
+        """One call's lifecycle: admission, error -> status mapping, and release of its stream.
+
+        Whatever ends the call (result, bad input, cancellation, disconnect, a bug), the
+        stream's slot and the admission count come back at once.
+        """
+        resources = _RequestResources()
+        admitted = False
+        try:
+            self.admission.enter()
+            admitted = True
+            yield resources
         except RequestError as error:
             await _abort(context, error)
         except asyncio.CancelledError:
             _count_cancellation(context)
             raise
         except Exception as error:
-            log.exception("Recognize failed")
+            log.exception("%s failed", method)
             await _abort(context, RequestError(grpc.StatusCode.INTERNAL, f"internal error: {error}"))
         finally:
-            if session is not None:
-                session.close()
-            if decoder is not None:
-                decoder.close()
+            resources.release()
             if admitted:
                 self.admission.leave()
-        raise AssertionError("unreachable: abort raises")
 
     # -- ListModels --------------------------------------------------------------------------
     async def ListModels(  # noqa: N802 (gRPC method name)
