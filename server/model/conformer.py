@@ -136,7 +136,12 @@ class ConvolutionModule(nn.Module):
 
 
 class ConformerBlock(nn.Module):
-    """½FFN -> relative-position MHSA -> convolution module -> ½FFN -> LayerNorm, with residuals."""
+    """½FFN -> relative-position MHSA -> convolution module -> ½FFN, each pre-normed, with residuals.
+
+    The paper's per-block final LayerNorm is left out (one LayerNorm follows the last block,
+    see ``ConformerEncoder``): with it the stack is effectively Post-LN and a deep encoder
+    did not learn at all here (docs/decisions/0008-pre-ln-blocks.md).
+    """
 
     def __init__(self, d_model: int, num_heads: int, ffn_dim: int, kernel: int, max_distance: int,
                  dropout: float) -> None:
@@ -145,7 +150,6 @@ class ConformerBlock(nn.Module):
         self.attention = RelativePositionAttention(d_model, num_heads, max_distance, dropout)
         self.conv = ConvolutionModule(d_model, kernel, dropout)
         self.ffn2 = FeedForward(d_model, ffn_dim, dropout)
-        self.final_norm = nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
 
     def forward(
@@ -178,4 +182,4 @@ class ConformerBlock(nn.Module):
         conv_out, new_conv_cache = self.conv(x, conv_cache)
         x = x + conv_out
         x = x + 0.5 * self.ffn2(x)
-        return self.final_norm(x), new_k, new_v, new_conv_cache
+        return x, new_k, new_v, new_conv_cache

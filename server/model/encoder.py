@@ -56,6 +56,7 @@ class ConformerEncoder(nn.Module):
                            config.max_relative_distance, config.dropout)
             for _ in range(config.num_layers)
         )
+        self.output_norm = nn.LayerNorm(config.d_model)
 
     # -- geometry -------------------------------------------------------------------------
     @property
@@ -113,7 +114,7 @@ class ConformerEncoder(nn.Module):
             mask_first = mask_first[None] & key_valid
         for index, layer in enumerate(self.layers):
             x, _, _, _ = layer(x, mask_first if index == 0 else mask_rest, distance, num_frames)
-        return x, lengths
+        return self.output_norm(x), lengths
 
     # -- streaming ------------------------------------------------------------------------
     def init_caches(self, batch: int, device: torch.device | str = "cpu") -> dict[str, Tensor]:
@@ -176,7 +177,7 @@ class ConformerEncoder(nn.Module):
             new_values.append(torch.cat([attn_values[:, index], v], dim=2)[:, :, -cache:])
             new_conv.append(conv)
         return (
-            x,
+            self.output_norm(x),
             valid.clamp(max=chunk),
             torch.stack(new_keys, dim=1),
             torch.stack(new_values, dim=1),
