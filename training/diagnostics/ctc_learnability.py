@@ -8,6 +8,10 @@ at ~log(V) per token for V=30 after 1500 steps, which matches the plateau of the
 transducer/CTC training (CTC ~4.85 per token with 256 pieces). Usage:
 
     python -m training.diagnostics.ctc_learnability --vocab 30 --steps 1500 [--framewise]
+    python -m training.diagnostics.ctc_learnability --encoder-layers 10 --steps 300 --lr 5e-4
+
+``--encoder-layers N`` replaces the MLP by the project's ConformerEncoder (N blocks) with a
+linear head: the check behind docs/decisions/0008-pre-ln-blocks.md.
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ import argparse
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from server.model.config import EncoderConfig, FeatureConfig
+from server.model.encoder import ConformerEncoder
 
 
 def make_batch(patterns: torch.Tensor, batch: int, tokens: int, generator: torch.Generator):
@@ -38,21 +45,37 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--framewise", action="store_true", help="train with per-frame cross-entropy instead")
+    parser.add_argument("--encoder-layers", type=int, help="use a ConformerEncoder of this many blocks")
     args = parser.parse_args()
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(0)
     patterns = torch.randn(args.vocab, 80) * 2
-    model = nn.Sequential(nn.Linear(80, 128), nn.ReLU(), nn.Linear(128, args.vocab))
-    optimizer = torch.optim.Adam(model.parameters(), args.lr)
     batch, tokens = 8, 10
+    if args.encoder_layers is None:
+        model = nn.Sequential(nn.Linear(80, 128), nn.ReLU(), nn.Linear(128, args.vocab))
+        frames = tokens * 6
+    else:
+        encoder = ConformerEncoder(EncoderConfig(num_layers=args.encoder_layers, dropout=0.0), FeatureConfig())
+        model = nn.ModuleDict({"encoder": encoder, "head": nn.Linear(encoder.config.d_model, args.vocab)})
+        frames = (tokens * 6 - 3) // 4  # encoder frames after 4x subsampling
+    optimizer = torch.optim.Adam(model.parameters(), args.lr)
     for step in range(1, args.steps + 1):
         features, targets, labels = make_batch(patterns, batch, tokens, generator)
-        logits = model(features)
+        if args.encoder_layers is None:
+            logits = model(features)
+        else:
+            # Stretch each input frame x4 so tokens keep their length after subsampling.
+            stretched = features.repeat_interleave(4, dim=1)
+            encoded, _ = model["encoder"](stretched, torch.full((batch,), stretched.shape[1]))
+            logits = model["head"](encoded)
+            frames = logits.shape[1]
         if args.framewise:
+            # Encoder frame j reads stretched frames 4j..4j+6, i.e. original frames j and j+1.
+            labels = labels[:, : logits.shape[1]]
             loss = F.cross_entropy(logits.reshape(-1, args.vocab), labels.reshape(-1))
         else:
             log_probs = logits.log_softmax(-1).transpose(0, 1)
-            lengths = torch.full((batch,), tokens * 6)
+            lengths = torch.full((batch,), frames)
             loss = F.ctc_loss(log_probs, targets, lengths, torch.full((batch,), tokens), reduction="sum")
             loss = loss / (batch * tokens)
         optimizer.zero_grad()
