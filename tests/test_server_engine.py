@@ -25,8 +25,8 @@ class FakeTokenizer:
     blank_id = 0
     cc_id = 1
 
-    def id_to_piece(self, token_id: int) -> str:
-        return self.PIECES[token_id]
+    def starts_word(self, token_id: int) -> bool:
+        return self.PIECES[token_id].startswith("\u2581")
 
     def decode(self, ids: list[int]) -> str:
         text = "".join(self.PIECES[i] for i in ids if i > 1)

@@ -94,10 +94,9 @@ def test_batched_step_equals_each_stream_alone() -> None:
             feats[:, :real] = rng.standard_normal((1, real, 80))
             caches_per_stream.append(caches)
             windows_per_stream.append((torch.from_numpy(feats), real))
-            out, valid, k, v, c = encoder.step(feats_t := torch.from_numpy(feats), torch.tensor([real]),
+            out, valid, k, v, c = encoder.step(torch.from_numpy(feats), torch.tensor([real]),
                                                caches["attn_keys"], caches["attn_values"], caches["conv_cache"],
                                                caches["chunks_done"])
-            del feats_t
             alone_outputs.append((out[0, : int(valid[0])], k[0], v[0], c[0]))
 
         batch = {name: torch.cat([c[name] for c in caches_per_stream]) for name in caches_per_stream[0]}
@@ -106,8 +105,7 @@ def test_batched_step_equals_each_stream_alone() -> None:
             batch["attn_keys"], batch["attn_values"], batch["conv_cache"], batch["chunks_done"])
     for row, (alone_out, alone_k, alone_v, alone_c) in enumerate(alone_outputs):
         assert int(valid[row]) == alone_out.shape[0]
-        assert torch.equal(out[row, : alone_out.shape[0]], alone_out) or (
-            (out[row, : alone_out.shape[0]] - alone_out).abs().max().item() <= 1e-5)
+        assert (out[row, : alone_out.shape[0]] - alone_out).abs().max().item() <= 1e-5
         if row != 2:  # a partial final window ends the stream: its caches are not used again
             assert (k[row] - alone_k).abs().max().item() <= 1e-5
             assert (v[row] - alone_v).abs().max().item() <= 1e-5

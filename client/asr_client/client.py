@@ -96,6 +96,17 @@ async def _arequests(
                 yield asr_pb2.StreamingRecognizeRequest(audio_content=chunk)
 
 
+def _file_stream(
+    path: str | Path, chunk_ms: float, options: dict[str, Any]
+) -> tuple[Iterator[bytes], int, asr_pb2.RecognitionConfig]:
+    """A file's LINEAR16 chunks, its byte rate (for pacing) and the config that describes it."""
+    audio = read_audio_file(path)
+    chunk = chunk_size_bytes(audio.sample_rate, audio.channels, chunk_ms)
+    config = recognition_config(audio.sample_rate, audio_channel_count=audio.channels, **options)
+    bytes_per_second = audio.sample_rate * audio.channels * BYTES_PER_SAMPLE
+    return split_chunks(audio.data, chunk), bytes_per_second, config
+
+
 class AsrClient:
     """Blocking client. ``target`` is ``host:port``; or pass a ready ``channel``."""
 
@@ -150,11 +161,8 @@ class AsrClient:
         ``options`` are further ``recognition_config`` keyword arguments (model,
         language_codes, multi_talker, enable_word_time_offsets, ...).
         """
-        audio = read_audio_file(path)
-        chunk = chunk_size_bytes(audio.sample_rate, audio.channels, chunk_ms)
-        config = recognition_config(audio.sample_rate, audio_channel_count=audio.channels, **options)
-        bytes_per_second = audio.sample_rate * audio.channels * BYTES_PER_SAMPLE
-        chunks = paced(split_chunks(audio.data, chunk), bytes_per_second, speed)
+        chunks, bytes_per_second, config = _file_stream(path, chunk_ms, options)
+        chunks = paced(chunks, bytes_per_second, speed)
         yield from self.streaming_recognize(chunks, config, interim_results=interim_results, timeout=timeout)
 
     def recognize(
@@ -215,11 +223,8 @@ class AsyncAsrClient:
         **options: Any,
     ) -> AsyncIterator[asr_pb2.StreamingRecognizeResponse]:
         """Async ``AsrClient.stream_file``."""
-        audio = read_audio_file(path)
-        chunk = chunk_size_bytes(audio.sample_rate, audio.channels, chunk_ms)
-        config = recognition_config(audio.sample_rate, audio_channel_count=audio.channels, **options)
-        bytes_per_second = audio.sample_rate * audio.channels * BYTES_PER_SAMPLE
-        chunks = apaced(split_chunks(audio.data, chunk), bytes_per_second, speed)
+        chunks, bytes_per_second, config = _file_stream(path, chunk_ms, options)
+        chunks = apaced(chunks, bytes_per_second, speed)
         async for response in self.streaming_recognize(
             chunks, config, interim_results=interim_results, timeout=timeout
         ):

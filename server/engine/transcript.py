@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-WORD_BOUNDARY = "\u2581"  # SentencePiece's "▁": the piece starts a new word
 NUM_VIRTUAL_CHANNELS = 2
 
 
@@ -23,7 +22,7 @@ class TokenizerLike(Protocol):
 
     def decode(self, ids: list[int]) -> str: ...
 
-    def id_to_piece(self, token_id: int) -> str: ...
+    def starts_word(self, token_id: int) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -89,7 +88,7 @@ def words_of(
     """
     groups: list[list[tuple[int, int]]] = []
     for token_id, frame in tokens:
-        if not groups or tokenizer.id_to_piece(token_id).startswith(WORD_BOUNDARY):
+        if not groups or tokenizer.starts_word(token_id):
             groups.append([])
         groups[-1].append((token_id, frame))
     words = []

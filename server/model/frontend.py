@@ -65,10 +65,3 @@ def compute_fbank(samples: np.ndarray, sample_rate: int, config: FeatureConfig |
         samples = soxr.resample(samples, sample_rate, config.sample_rate).astype(np.float32, copy=False)
     return FbankStream(config).accept(samples)
 
-
-def num_fbank_frames(num_samples: int, config: FeatureConfig | None = None) -> int:
-    """Frames that ``num_samples`` samples yield (snip_edges convention)."""
-    config = config or FeatureConfig()
-    length = int(config.sample_rate * config.frame_length_ms / 1000)
-    shift = int(config.sample_rate * config.frame_shift_ms / 1000)
-    return 0 if num_samples < length else 1 + (num_samples - length) // shift

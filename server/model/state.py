@@ -31,10 +31,6 @@ class StreamState:
     decoder_context: Tensor
     language_weights: Tensor
 
-    @property
-    def batch_size(self) -> int:
-        return self.chunks_done.shape[0]
-
     def select(self, rows: Tensor) -> StreamState:
         """Gather rows (N,) int64 -> a new state of N streams."""
         return StreamState(**{f.name: getattr(self, f.name).index_select(0, rows) for f in fields(self)})
@@ -43,6 +39,3 @@ class StreamState:
         """Write ``other``'s streams into ``rows`` (N,) of this state, in place."""
         for f in fields(self):
             getattr(self, f.name).index_copy_(0, rows, getattr(other, f.name))
-
-    def to(self, device: str) -> StreamState:
-        return StreamState(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})

@@ -53,6 +53,7 @@ class Tokenizer:
         return self._sp.id_to_piece(token_id)
 
     def starts_word(self, token_id: int) -> bool:
+        """Whether the piece begins a new word (SentencePiece's "▁" prefix)."""
         return self.id_to_piece(token_id).startswith(WORD_BOUNDARY)
 
 
