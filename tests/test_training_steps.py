@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import random
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import torch
 
 from server.model.checkpoint import load_model
 from training.batching import Batch, spec_augment
-from training.fit import learning_rate, sample_mask, transducer_loss
+from training.fit import learning_rate, sample_mask, training_batches, transducer_loss
 
 
 def test_few_steps_lower_the_loss(random_model_dir: Path) -> None:
@@ -73,3 +74,30 @@ def test_auxiliary_ctc_loss_adds_a_trainable_term(random_model_dir: Path) -> Non
     assert with_ctc.item() > plain.item()
     with_ctc.backward()
     assert head.weight.grad is not None and head.weight.grad.abs().sum() > 0
+
+
+class _Lengths:
+    """Stands in for a FeatureCache where only lengths matter (fbank frames)."""
+
+    def __init__(self, lengths: list[int]) -> None:
+        self.lengths = lengths
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def length(self, i: int) -> int:
+        return self.lengths[i]
+
+
+def test_short_first_curriculum_then_whole_epochs() -> None:
+    cache = _Lengths([100, 300, 200, 500, 150] * 20)
+    args = argparse.Namespace(short_first_steps=4, short_first_seconds=2.0, max_batch_frames=1000)
+    info = {"step": 0, "epoch": 0}
+    batches = training_batches(cache, args, random.Random(0), info)  # type: ignore[arg-type]
+    longest = []
+    for _ in range(40):
+        longest.append(max(cache.length(i) for i in next(batches)))
+        info["step"] += 1
+    assert max(longest[:4]) <= 200, longest
+    assert max(longest[4:]) == 500
+    assert info["epoch"] >= 1

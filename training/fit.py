@@ -12,6 +12,7 @@ import json
 import math
 import random
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -62,6 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="initial output bias of blank in a new model's joiner and CTC head (see docs)")
     parser.add_argument("--schedule-offset", type=int, default=0,
                         help="with --init-from: continue the LR schedule from this step (re-warm-up 100 steps)")
+    parser.add_argument("--short-first-steps", type=int, default=0,
+                        help="curriculum: for this many steps train only on utterances up to --short-first-seconds")
+    parser.add_argument("--short-first-seconds", type=float, default=2.5)
     parser.add_argument("--valid-every", type=int, default=500)
     parser.add_argument("--valid-utterances", type=int, default=200)
     parser.add_argument("--save-every-minutes", type=float, default=10)
@@ -171,6 +175,26 @@ def _load_trainer(directory: Path, optimizer: torch.optim.Optimizer) -> dict:
     return info
 
 
+def training_batches(train: FeatureCache, args: argparse.Namespace, rng: random.Random,
+                     info: dict) -> Iterator[list[int]]:
+    """Endless batches of utterance indices, counting epochs in ``info["epoch"]``.
+
+    Short-first curriculum (SortaGrad, Amodei et al. 2016): until step ``--short-first-steps``
+    only utterances up to ``--short-first-seconds`` are drawn. With few tokens per utterance
+    the alignment signal is sharp, which is what gets CTC/RNN-T off the all-blank plateau.
+    """
+    lengths = [train.length(i) for i in range(len(train))]
+    short = [i for i, n in enumerate(lengths) if n <= args.short_first_seconds * 100]
+    while info["step"] < args.short_first_steps and short:
+        for batch in bucketed_batches([lengths[i] for i in short], args.max_batch_frames, rng):
+            if info["step"] >= args.short_first_steps:
+                break
+            yield [short[i] for i in batch]
+    while True:
+        yield from bucketed_batches(lengths, args.max_batch_frames, rng)
+        info["epoch"] += 1
+
+
 def learning_rate(step: int, peak: float, warmup: int) -> float:
     """Linear warm-up, then inverse square-root decay."""
     step = max(step, 1)
@@ -216,54 +240,51 @@ def run(args: argparse.Namespace) -> int:
     log = (exp_dir / "log.jsonl").open("a")
     started = last_save = time.monotonic()
     progress = tqdm(initial=info["step"], desc="fit", dynamic_ncols=True)
-    stop = False
-    while not stop:
-        for indices in bucketed_batches([train.length(i) for i in range(len(train))], args.max_batch_frames, rng):
-            step = info["step"] + 1
-            batch = collate(train, indices, model.tokenizer)
-            if step > args.spec_augment_after:
-                spec_augment(batch.features, batch.feature_lengths, generator)
-            batch = Batch(batch.features.to(device), batch.feature_lengths.to(device), batch.targets.to(device),
-                          batch.target_lengths.to(device), batch.texts)
-            lr = learning_rate(step + args.schedule_offset, args.lr, args.warmup_steps)
-            if args.schedule_offset:
-                lr *= min(1.0, step / 100)  # fresh optimizer moments: ramp up again briefly
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            mask = sample_mask(rng, model.config.encoder, args.serve_mask_prob)
-            losses = transducer_loss(model, batch, mask, ctc_head, args.ctc_weight)
-            loss = losses.total
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(parameters, 5.0)
-            if torch.isfinite(grad_norm):
-                optimizer.step()
-            info["step"] = step
-            info["hours_seen"] += float(batch.feature_lengths.sum()) / 100 / 3600
-            progress.update(1)
-            progress.set_postfix(loss=f"{loss.item():.3f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}",
-                                 hours=f"{info['hours_seen']:.1f}")
-            record = {"step": step, "loss": round(loss.item(), 4), "rnnt": round(losses.rnnt.item(), 4),
-                      "ctc": round(losses.ctc.item(), 4), "grad_norm": round(float(grad_norm), 3), "lr": lr}
-            if step % args.valid_every == 0:
-                wer = word_error_rate(model, valid, valid_indices)
-                record["valid_wer"] = round(wer, 4)
-                tqdm.write(f"step {step}: valid streaming WER {wer:.2%}")
-                if wer < info["best_wer"]:
-                    info["best_wer"] = wer
-                    save_model(model, exp_dir / BEST)
-                    (exp_dir / BEST / "trainer.json").write_text(json.dumps(info, indent=1))
-            log.write(json.dumps(record) + "\n")
-            log.flush()
-            elapsed = time.monotonic() - started
-            stop = step >= args.max_steps or elapsed > args.max_minutes * 60
-            if stop or time.monotonic() - last_save > args.save_every_minutes * 60:
-                save_model(model, exp_dir / LATEST, half=False)
-                _save_trainer(exp_dir / LATEST, optimizer, info)
-                save_file(ctc_head.state_dict(), str(exp_dir / LATEST / CTC_HEAD_FILE))
-                last_save = time.monotonic()
-            if stop:
-                break
-        info["epoch"] += 1
+    for indices in training_batches(train, args, rng, info):
+        step = info["step"] + 1
+        batch = collate(train, indices, model.tokenizer)
+        if step > args.spec_augment_after:
+            spec_augment(batch.features, batch.feature_lengths, generator)
+        batch = Batch(batch.features.to(device), batch.feature_lengths.to(device), batch.targets.to(device),
+                      batch.target_lengths.to(device), batch.texts)
+        lr = learning_rate(step + args.schedule_offset, args.lr, args.warmup_steps)
+        if args.schedule_offset:
+            lr *= min(1.0, step / 100)  # fresh optimizer moments: ramp up again briefly
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        mask = sample_mask(rng, model.config.encoder, args.serve_mask_prob)
+        losses = transducer_loss(model, batch, mask, ctc_head, args.ctc_weight)
+        loss = losses.total
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(parameters, 5.0)
+        if torch.isfinite(grad_norm):
+            optimizer.step()
+        info["step"] = step
+        info["hours_seen"] += float(batch.feature_lengths.sum()) / 100 / 3600
+        progress.update(1)
+        progress.set_postfix(loss=f"{loss.item():.3f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}",
+                             hours=f"{info['hours_seen']:.1f}")
+        record = {"step": step, "loss": round(loss.item(), 4), "rnnt": round(losses.rnnt.item(), 4),
+                  "ctc": round(losses.ctc.item(), 4), "grad_norm": round(float(grad_norm), 3), "lr": lr}
+        if step % args.valid_every == 0:
+            wer = word_error_rate(model, valid, valid_indices)
+            record["valid_wer"] = round(wer, 4)
+            tqdm.write(f"step {step}: valid streaming WER {wer:.2%}")
+            if wer < info["best_wer"]:
+                info["best_wer"] = wer
+                save_model(model, exp_dir / BEST)
+                (exp_dir / BEST / "trainer.json").write_text(json.dumps(info, indent=1))
+        log.write(json.dumps(record) + "\n")
+        log.flush()
+        elapsed = time.monotonic() - started
+        stop = step >= args.max_steps or elapsed > args.max_minutes * 60
+        if stop or time.monotonic() - last_save > args.save_every_minutes * 60:
+            save_model(model, exp_dir / LATEST, half=False)
+            _save_trainer(exp_dir / LATEST, optimizer, info)
+            save_file(ctc_head.state_dict(), str(exp_dir / LATEST / CTC_HEAD_FILE))
+            last_save = time.monotonic()
+        if stop:
+            break
     progress.close()
     return 0
