@@ -76,6 +76,22 @@ def test_auxiliary_ctc_loss_adds_a_trainable_term(random_model_dir: Path) -> Non
     assert head.weight.grad is not None and head.weight.grad.abs().sum() > 0
 
 
+def test_bf16_autocast_loss_matches_float32(random_model_dir: Path) -> None:
+    """``fit --bf16`` trains on the same objective: the loss moves by well under 1%."""
+    torch.manual_seed(0)
+    model = load_model(random_model_dir).eval()  # no dropout: both passes see the same network
+    ids = model.tokenizer.encode("turn left at the next light")
+    batch = Batch(torch.randn(1, 200, 80), torch.tensor([200]), torch.tensor([ids]), torch.tensor([len(ids)]), [])
+    head = torch.nn.Linear(model.config.encoder.d_model, model.config.tokenizer.vocab_size)
+    mask = (8, 8, 2)
+    exact = transducer_loss(model, batch, mask, head, 0.3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fast = transducer_loss(model, batch, mask, head, 0.3)
+    assert fast.total.dtype == torch.float32
+    assert abs(fast.rnnt.item() - exact.rnnt.item()) < 0.01 * exact.rnnt.item()
+    assert abs(fast.ctc.item() - exact.ctc.item()) < 0.01 * exact.ctc.item()
+
+
 class _Lengths:
     """Stands in for a FeatureCache where only lengths matter (fbank frames)."""
 

@@ -83,10 +83,12 @@ Reproduce: `{command}`
 - Data: `asr-train synth` (espeak-ng): {data['utterances']} utterances, {data['hours']} hours,
   {data['voices']} voice/variant pairs, {data['words']} distinct words; text sources
   {data['sources']}; stored sample rates {data['sample_rates']}.
-- Recipe: `asr-train fit` (RNN-T loss, AdamW, warm-up + inverse-sqrt learning rate, dynamic chunk
+- Recipe: `asr-train fit` (RNN-T loss plus an auxiliary CTC head used only in training, AdamW,
+  warm-up + inverse-sqrt learning rate, short-utterances-first curriculum, dynamic chunk
   training with the serving mask most of the time, SpecAugment), CPU.
 - Progress at this checkpoint: step {trainer.get('step', '?')}, {trainer.get('hours_seen', 0):.1f} hours
-  of audio seen, validation WER {trainer.get('best_wer', float('nan')):.2%} (300 utterances, held-out voices).
+  of audio seen, best streaming validation WER during training {trainer.get('best_wer', float('nan')):.2%}
+  (generated training-style sentences spoken by held-out voices; greedy, on cached features).
 
 ## Limitations
 
