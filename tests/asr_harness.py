@@ -24,21 +24,11 @@ from asr_client.api.asr.v1 import asr_pb2, asr_pb2_grpc
 
 from server.api.server import AsrServer
 from server.engine.registry import ModelRegistry
-from server.model.checkpoint import DEFAULT_MODEL_DIR, WEIGHTS_FILE
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 requires_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
 
-
-def trained_model_present() -> bool:
-    """Whether the bundled trained model exists (tests of real recognition need it)."""
-    return (DEFAULT_MODEL_DIR / WEIGHTS_FILE).is_file()
-
-
-requires_trained_model = pytest.mark.skipif(
-    not trained_model_present(), reason=f"the trained bundled model ({DEFAULT_MODEL_DIR}) is not present"
-)
 
 
 # -- audio ---------------------------------------------------------------------------------

@@ -28,9 +28,6 @@ MAX_STREAMING_WER = 0.15
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed"),
-    # The bundled model is still being trained (issue: streaming Conformer-Transducer ...).
-    pytest.mark.skipif(not (DEFAULT_MODEL_DIR / "model.safetensors").is_file(),
-                       reason=f"no trained bundled model at {DEFAULT_MODEL_DIR} yet"),
 ]
 
 
