@@ -48,6 +48,10 @@ def test_dynamic_chunk_masks_cover_serving_and_full_context(random_model_dir: Pa
 def test_learning_rate_warms_up_then_decays() -> None:
     assert learning_rate(1, 1e-3, 100) < learning_rate(50, 1e-3, 100) < learning_rate(100, 1e-3, 100)
     assert learning_rate(400, 1e-3, 100) == 0.5e-3
+    held = learning_rate(400, 1e-3, 100, hold_after=400)
+    assert learning_rate(1600, 1e-3, 100, hold_after=400) == held == 0.5e-3
+    assert learning_rate(1600, 1e-3, 100, hold_after=400, cooldown=(2000, 800)) == 0.25e-3
+    assert learning_rate(2000, 1e-3, 100, hold_after=400, cooldown=(2000, 800)) == 0.0
 
 
 def test_spec_augment_masks_only_inside_each_utterance() -> None:

@@ -54,6 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=1.5e-3)
     parser.add_argument("--warmup-steps", type=int, default=600)
     parser.add_argument("--max-steps", type=int, default=1_000_000)
+    parser.add_argument("--hold-lr-after", type=int, help="keep the learning rate of this step from then on")
+    parser.add_argument("--cooldown-steps", type=int, default=0,
+                        help="ramp the learning rate linearly to 0 over the last N steps before --max-steps")
     parser.add_argument("--max-minutes", type=float, default=1e9, help="stop (and save) after this long")
     parser.add_argument("--serve-mask-prob", type=float, default=0.6,
                         help="share of batches with the serving mask; the rest: random chunks or full context")
@@ -198,10 +201,21 @@ def training_batches(train: FeatureCache, args: argparse.Namespace, rng: random.
         info["epoch"] += 1
 
 
-def learning_rate(step: int, peak: float, warmup: int) -> float:
-    """Linear warm-up, then inverse square-root decay."""
+def learning_rate(step: int, peak: float, warmup: int, hold_after: int | None = None,
+                  cooldown: tuple[int, int] | None = None) -> float:
+    """Linear warm-up, then inverse square-root decay.
+
+    ``hold_after``: from this step on, the rate stays where the decay had brought it.
+    ``cooldown`` (last_step, steps): the final ``steps`` before ``last_step`` ramp the rate
+    linearly down to 0 (warmup-stable-decay; a short run gains most of its final accuracy there).
+    """
     step = max(step, 1)
-    return peak * min(step / warmup, math.sqrt(warmup / step))
+    decay_step = step if hold_after is None else min(step, max(hold_after, warmup))
+    rate = peak * min(step / warmup, math.sqrt(warmup / decay_step))
+    if cooldown is not None:
+        last_step, steps = cooldown
+        rate *= min(1.0, max(0.0, (last_step - step) / steps))
+    return rate
 
 
 def run(args: argparse.Namespace) -> int:
@@ -250,7 +264,8 @@ def run(args: argparse.Namespace) -> int:
             spec_augment(batch.features, batch.feature_lengths, generator)
         batch = Batch(batch.features.to(device), batch.feature_lengths.to(device), batch.targets.to(device),
                       batch.target_lengths.to(device), batch.texts)
-        lr = learning_rate(step + args.schedule_offset, args.lr, args.warmup_steps)
+        cooldown = (args.max_steps + args.schedule_offset, args.cooldown_steps) if args.cooldown_steps else None
+        lr = learning_rate(step + args.schedule_offset, args.lr, args.warmup_steps, args.hold_lr_after, cooldown)
         if args.schedule_offset:
             lr *= min(1.0, step / 100)  # fresh optimizer moments: ramp up again briefly
         for group in optimizer.param_groups:

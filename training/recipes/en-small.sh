@@ -37,9 +37,13 @@ $FIT --lr 8e-4 --spec-augment-after 1500 --max-steps 535
 $FIT --resume --lr 8e-4 --spec-augment-after 1500 --short-first-steps 1300 --max-steps 1664
 # 3. Higher peak LR, no SpecAugment (the model underfits: under 2 epochs seen), then bf16 autocast.
 $FIT --resume --lr 1.2e-3 --spec-augment-after 100000 --max-steps 1972
-$FIT --resume --lr 1.2e-3 --spec-augment-after 100000 --bf16 --max-minutes 150 "$@"
+$FIT --resume --lr 1.2e-3 --spec-augment-after 100000 --bf16 --max-steps 2743
+# 4. Hold the learning rate of step 2000, then cool down linearly to 0 over the last 1000 steps.
+$FIT --resume --lr 1.2e-3 --spec-augment-after 100000 --bf16 --hold-lr-after 2000 --max-steps 5600 \
+    --cooldown-steps 1000 "$@"
 # A new run would do all of this in one command:
-#   $FIT --lr 1.2e-3 --short-first-steps 1300 --spec-augment-after 100000 --bf16
+#   $FIT --lr 1.2e-3 --short-first-steps 1300 --spec-augment-after 100000 --bf16 --hold-lr-after 2000 \
+#        --max-steps N --cooldown-steps 1000
 # Continue in a later session: `$FIT --resume --lr 1.2e-3 --spec-augment-after 100000 --bf16` while
 # exp/en-small-v4 exists, otherwise start from the bundled weights (fresh optimizer moments):
 #   $FIT --init-from models/en-small --schedule-offset STEP --lr 1.2e-3 --spec-augment-after 100000 --bf16
