@@ -31,7 +31,7 @@ from server.model.checkpoint import DEFAULT_MODEL_DIR
 pytestmark = requires_espeak
 
 TEXTS = ["please call me back tomorrow morning", "turn left at the next light"]
-MAX_WER = 0.35  # over both files: clean espeak-ng speech (default voice), the bundled model
+MAX_WER = 0.35  # over both files, clean espeak-ng speech (default voice); the session-2 model measures 25%
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +138,7 @@ def test_cli_transcribes_with_the_trained_model(wav_files: list[tuple[Path, byte
     summaries = [r for r in map(json.loads, result.stdout.decode().splitlines()) if "text" in r]
     hypotheses = [summary["text"] for summary in summaries]
     assert len(hypotheses) == len(TEXTS)
+    print(f"bundled model WER through the CLI: {jiwer.wer(TEXTS, hypotheses):.2%}")
     assert jiwer.wer(TEXTS, hypotheses) <= MAX_WER, list(zip(TEXTS, hypotheses, strict=True))
 
 

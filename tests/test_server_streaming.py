@@ -261,7 +261,7 @@ def test_metrics_are_recorded_and_served(
 
 
 # -- real recognition (needs the trained bundled model) -----------------------------------------
-MAX_WER = 0.35  # over all streams: clean espeak-ng speech (default voice), the bundled model
+MAX_WER = 0.35  # over all streams, clean espeak-ng speech (default voice); the session-2 model measures 27%
 
 
 def test_trained_model_transcribes_ten_concurrent_streams() -> None:
@@ -281,4 +281,5 @@ def test_trained_model_transcribes_ten_concurrent_streams() -> None:
             together = list(pool.map(run, range(len(clips))))
     assert together == alone
     hypotheses = [" ".join(hypothesis) for hypothesis in together]
+    print(f"bundled model WER over {len(TEXTS)} concurrent streams: {jiwer.wer(TEXTS, hypotheses):.2%}")
     assert jiwer.wer(TEXTS, hypotheses) <= MAX_WER, list(zip(TEXTS, hypotheses, strict=True))

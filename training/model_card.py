@@ -85,7 +85,8 @@ Reproduce: `{command}`
   {data['sources']}; stored sample rates {data['sample_rates']}.
 - Recipe: `asr-train fit` (RNN-T loss plus an auxiliary CTC head used only in training, AdamW,
   warm-up + inverse-sqrt learning rate, short-utterances-first curriculum, dynamic chunk
-  training with the serving mask most of the time, SpecAugment), CPU.
+  training with the serving mask most of the time, SpecAugment when switched on), CPU; the exact
+  stages are in `training/recipes/en-small.sh`.
 - Progress at this checkpoint: step {trainer.get('step', '?')}, {trainer.get('hours_seen', 0):.1f} hours
   of audio seen, best streaming validation WER during training {trainer.get('best_wer', float('nan')):.2%}
   (generated training-style sentences spoken by held-out voices; greedy, on cached features).
