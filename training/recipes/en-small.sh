@@ -39,6 +39,7 @@ $FIT --resume --lr 8e-4 --spec-augment-after 1500 --short-first-steps 1300 --max
 $FIT --resume --lr 1.2e-3 --spec-augment-after 100000 --max-steps 1972
 $FIT --resume --lr 1.2e-3 --spec-augment-after 100000 --bf16 --max-steps 2743
 # 4. Hold the learning rate of step 2000, then cool down linearly to 0 over the last 1000 steps.
+#    (Session 2 ended this stage at step 5400, whose checkpoint exp/en-small-v4/best is the bundled model.)
 $FIT --resume --lr 1.2e-3 --spec-augment-after 100000 --bf16 --hold-lr-after 2000 --max-steps 5600 \
     --cooldown-steps 1000 "$@"
 # A new run would do all of this in one command:
