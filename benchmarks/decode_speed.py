@@ -10,11 +10,10 @@ engine does under load); the real-time factor is compute time over total audio t
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 from pathlib import Path
 
 import torch
+from report import write_report  # benchmarks/report.py (scripts run from this folder)
 
 from server.model.checkpoint import DEFAULT_MODEL_DIR, load_model
 from training.speed import real_time_factor
@@ -37,15 +36,7 @@ def main() -> None:
         print(f"streams={streams:3d} threads={args.threads} RTF={result['real_time_factor']:.4f} "
               f"({result['audio_seconds']:.0f} s audio in {result['compute_seconds']:.1f} s)")
         runs.append(result)
-    report = {
-        "model": model.config.name,
-        "parameters": model.num_parameters,
-        "machine": f"{platform.machine()} {platform.processor()}, torch {torch.__version__}",
-        "runs": runs,
-    }
-    args.report.parent.mkdir(parents=True, exist_ok=True)
-    args.report.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"report: {args.report}")
+    write_report(args.report, model, runs)
 
 
 if __name__ == "__main__":

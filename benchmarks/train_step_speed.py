@@ -13,13 +13,12 @@ optimizer step is left out (it is the same in both and small). Weights are not c
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import random
 import time
 from pathlib import Path
 
 import torch
+from report import write_report  # benchmarks/report.py (scripts run from this folder)
 
 from server.model.checkpoint import DEFAULT_MODEL_DIR, load_model
 from training.batching import bucketed_batches, collate
@@ -70,15 +69,7 @@ def main() -> None:
         print(f"{precision:9s} {compute / steps:.2f} s per step ({audio / steps:.0f} s of audio), "
               f"{audio / compute:.0f}x real time, threads={args.threads}")
     print(f"bf16 speed-up: {seconds['float32'] / seconds['bfloat16']:.2f}x")
-    report = {
-        "model": model.config.name,
-        "parameters": model.num_parameters,
-        "machine": f"{platform.machine()} {platform.processor()}, torch {torch.__version__}",
-        "runs": runs,
-    }
-    args.report.parent.mkdir(parents=True, exist_ok=True)
-    args.report.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"report: {args.report}")
+    write_report(args.report, model, runs)
 
 
 if __name__ == "__main__":

@@ -28,9 +28,7 @@ CI_SENTENCES = Path(__file__).resolve().parents[1] / "training" / "data" / "ci_s
 # (a broken path gives ~100%); lower it as the model improves (issue target: 8%).
 MAX_STREAMING_WER = 0.50
 
-pytestmark = [
-    pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed"),
-]
+pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
 
 
 def _sentences() -> list[str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import random
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import torch
 
 from server.model.checkpoint import load_model
 from training.batching import Batch, spec_augment
+from training.curve import curve_rows
 from training.fit import learning_rate, sample_mask, training_batches, transducer_loss
 
 
@@ -96,28 +96,23 @@ def test_bf16_autocast_loss_matches_float32(random_model_dir: Path) -> None:
     assert abs(fast.ctc.item() - exact.ctc.item()) < 0.01 * exact.ctc.item()
 
 
-class _Lengths:
-    """Stands in for a FeatureCache where only lengths matter (fbank frames)."""
-
-    def __init__(self, lengths: list[int]) -> None:
-        self.lengths = lengths
-
-    def __len__(self) -> int:
-        return len(self.lengths)
-
-    def length(self, i: int) -> int:
-        return self.lengths[i]
-
-
 def test_short_first_curriculum_then_whole_epochs() -> None:
-    cache = _Lengths([100, 300, 200, 500, 150] * 20)
-    args = argparse.Namespace(short_first_steps=4, short_first_seconds=2.0, max_batch_frames=1000)
+    lengths = [100, 300, 200, 500, 150] * 20
     info = {"step": 0, "epoch": 0}
-    batches = training_batches(cache, args, random.Random(0), info)  # type: ignore[arg-type]
+    batches = training_batches(lengths, 1000, 4, 200, random.Random(0), info)
     longest = []
     for _ in range(40):
-        longest.append(max(cache.length(i) for i in next(batches)))
+        longest.append(max(lengths[i] for i in next(batches)))
         info["step"] += 1
     assert max(longest[:4]) <= 200, longest
     assert max(longest[4:]) == 500
     assert info["epoch"] >= 1
+
+
+def test_curve_uses_the_latest_record_of_a_step_and_the_last_validation() -> None:
+    records = [{"step": s, "rnnt": 2.0, "ctc": 3.0} for s in range(1, 5)]
+    records[1]["valid_wer"] = 0.9
+    records += [{"step": 3, "rnnt": 1.0, "ctc": 1.0}, {"step": 4, "rnnt": 1.0, "ctc": 1.0, "valid_wer": 0.5}]
+    early, late = curve_rows(records, at=[1, 3], window=2)
+    assert (early["rnnt"], early["ctc"], early["valid_wer"]) == (2.0, 3.0, 0.9)
+    assert (late["first"], late["last"], late["rnnt"], late["valid_wer"]) == (3, 4, 1.0, 0.5)

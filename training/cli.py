@@ -1,11 +1,11 @@
-"""``asr-train``: the training recipe's command line (synth, fit, eval)."""
+"""``asr-train``: the training recipe's command line (synth, fit, eval, card, curve)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from training import evaluate, fit, model_card, synth
+from training import curve, evaluate, fit, model_card, synth
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,6 +16,7 @@ def main(argv: list[str] | None = None) -> int:
         ("fit", fit, "train a streaming Conformer-Transducer"),
         ("eval", evaluate, "WER/CER of a model on a manifest"),
         ("card", model_card, "measure a model and write its MODEL_CARD.md"),
+        ("curve", curve, "a run's training curve (log.jsonl) as a Markdown table"),
     ]:
         sub = commands.add_parser(name, help=help_text, description=module.__doc__)
         module.add_arguments(sub)

@@ -56,7 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-steps", type=int, default=1_000_000)
     parser.add_argument("--hold-lr-after", type=int, help="keep the learning rate of this step from then on")
     parser.add_argument("--cooldown-steps", type=int, default=0,
-                        help="ramp the learning rate linearly to 0 over the last N steps before --max-steps")
+                        help="ramp the learning rate linearly to 0 over the N steps before --cooldown-end-step")
+    parser.add_argument("--cooldown-end-step", type=int,
+                        help="step at which the cool-down reaches 0 (default: --max-steps); a run may stop earlier")
     parser.add_argument("--max-minutes", type=float, default=1e9, help="stop (and save) after this long")
     parser.add_argument("--serve-mask-prob", type=float, default=0.6,
                         help="share of batches with the serving mask; the rest: random chunks or full context")
@@ -73,8 +75,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--valid-utterances", type=int, default=200)
     parser.add_argument("--save-every-minutes", type=float, default=10)
     parser.add_argument("--bf16", action="store_true",
-                        help="bfloat16 autocast for the forward pass (1.7x faster on CPUs with AVX512-BF16/AMX); "
-                             "the losses are computed in float32")
+                        help="bfloat16 autocast for the forward pass (1.5x per step on an AVX512-BF16 CPU: "
+                             "benchmarks/train_step_speed.py); the losses are computed in float32")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--jobs", type=int, default=2, help="processes for the feature cache")
     parser.add_argument("--seed", type=int, default=0)
@@ -181,23 +183,23 @@ def _load_trainer(directory: Path, optimizer: torch.optim.Optimizer) -> dict:
     return info
 
 
-def training_batches(train: FeatureCache, args: argparse.Namespace, rng: random.Random,
-                     info: dict) -> Iterator[list[int]]:
+def training_batches(lengths: list[int], max_batch_frames: int, short_first_steps: int, short_first_frames: int,
+                     rng: random.Random, info: dict) -> Iterator[list[int]]:
     """Endless batches of utterance indices, counting epochs in ``info["epoch"]``.
 
-    Short-first curriculum (SortaGrad, Amodei et al. 2016): until step ``--short-first-steps``
-    only utterances up to ``--short-first-seconds`` are drawn. With few tokens per utterance
-    the alignment signal is sharp, which is what gets CTC/RNN-T off the all-blank plateau.
+    ``lengths``: fbank frames per utterance. Short-first curriculum (SortaGrad, Amodei et al.
+    2016): until step ``short_first_steps`` only utterances of at most ``short_first_frames`` are
+    drawn. With few tokens per utterance the alignment signal is sharp, which is what gets
+    CTC/RNN-T off the all-blank plateau.
     """
-    lengths = [train.length(i) for i in range(len(train))]
-    short = [i for i, n in enumerate(lengths) if n <= args.short_first_seconds * 100]
-    while info["step"] < args.short_first_steps and short:
-        for batch in bucketed_batches([lengths[i] for i in short], args.max_batch_frames, rng):
-            if info["step"] >= args.short_first_steps:
+    short = [i for i, n in enumerate(lengths) if n <= short_first_frames]
+    while info["step"] < short_first_steps and short:
+        for batch in bucketed_batches([lengths[i] for i in short], max_batch_frames, rng):
+            if info["step"] >= short_first_steps:
                 break
             yield [short[i] for i in batch]
     while True:
-        yield from bucketed_batches(lengths, args.max_batch_frames, rng)
+        yield from bucketed_batches(lengths, max_batch_frames, rng)
         info["epoch"] += 1
 
 
@@ -257,14 +259,18 @@ def run(args: argparse.Namespace) -> int:
     log = (exp_dir / "log.jsonl").open("a")
     started = last_save = time.monotonic()
     progress = tqdm(initial=info["step"], desc="fit", dynamic_ncols=True)
-    for indices in training_batches(train, args, rng, info):
+    lengths = [train.length(i) for i in range(len(train))]
+    short_first_frames = round(args.short_first_seconds * 100)  # 10 ms fbank frames
+    for indices in training_batches(lengths, args.max_batch_frames, args.short_first_steps, short_first_frames, rng,
+                                    info):
         step = info["step"] + 1
         batch = collate(train, indices, model.tokenizer)
         if step > args.spec_augment_after:
             spec_augment(batch.features, batch.feature_lengths, generator)
         batch = Batch(batch.features.to(device), batch.feature_lengths.to(device), batch.targets.to(device),
                       batch.target_lengths.to(device), batch.texts)
-        cooldown = (args.max_steps + args.schedule_offset, args.cooldown_steps) if args.cooldown_steps else None
+        cooldown_end = args.cooldown_end_step or args.max_steps
+        cooldown = (cooldown_end + args.schedule_offset, args.cooldown_steps) if args.cooldown_steps else None
         lr = learning_rate(step + args.schedule_offset, args.lr, args.warmup_steps, args.hold_lr_after, cooldown)
         if args.schedule_offset:
             lr *= min(1.0, step / 100)  # fresh optimizer moments: ramp up again briefly

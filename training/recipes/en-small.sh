@@ -38,14 +38,12 @@ $FIT --resume --lr 8e-4 --spec-augment-after 1500 --short-first-steps 1300 --max
 # 3. Higher peak LR, no SpecAugment (the model underfits: under 2 epochs seen), then bf16 autocast.
 $FIT --resume --lr 1.2e-3 --spec-augment-after 100000 --max-steps 1972
 $FIT --resume --lr 1.2e-3 --spec-augment-after 100000 --bf16 --max-steps 2743
-# 4. Hold the learning rate of step 2000, then cool down linearly to 0 over the last 1000 steps.
-#    (Session 2 stopped this stage at step 5400.)
-# 5. A second short cycle from the step-5350 checkpoint: 3e-4 held, cooled to 0 over 600 steps; stopped by
-#    --max-minutes at step 5904, whose exp/en-small-v4/latest is the bundled model (converted to fp16).
-$FIT --resume --lr 7.7e-4 --spec-augment-after 100000 --bf16 --hold-lr-after 2000 --max-steps 5950 \
-    --cooldown-steps 600 --max-minutes 16
-$FIT --resume --lr 1.2e-3 --spec-augment-after 100000 --bf16 --hold-lr-after 2000 --max-steps 5600 \
-    --cooldown-steps 1000 "$@"
+# 4. Hold the learning rate of step 2000, then cool down linearly to 0 by step 5600; stopped at 5350.
+$FIT --resume --lr 1.2e-3 --spec-augment-after 100000 --bf16 --hold-lr-after 2000 --max-steps 5350 \
+    --cooldown-steps 1000 --cooldown-end-step 5600
+# 5. A second short cycle: 3e-4 held, cooled to 0 by step 5950; stopped at 5904 = the bundled model.
+$FIT --resume --lr 7.7e-4 --spec-augment-after 100000 --bf16 --hold-lr-after 2000 --max-steps 5904 \
+    --cooldown-steps 600 --cooldown-end-step 5950 "$@"
 # A new run would do all of this in one command:
 #   $FIT --lr 1.2e-3 --short-first-steps 1300 --spec-augment-after 100000 --bf16 --hold-lr-after 2000 \
 #        --max-steps N --cooldown-steps 1000
@@ -54,7 +52,7 @@ $FIT --resume --lr 1.2e-3 --spec-augment-after 100000 --bf16 --hold-lr-after 200
 #   $FIT --init-from models/en-small --schedule-offset STEP --lr 1.2e-3 --spec-augment-after 100000 --bf16
 # with STEP from models/en-small/trainer.json.
 
-# Bundle the best checkpoint and measure it into its model card.
+# Bundle the last checkpoint (fp16) and measure it into its model card.
 mkdir -p models/en-small
 $BIN/python -c "from server.model.checkpoint import load_model, save_model; save_model(load_model('exp/en-small-v4/latest'), 'models/en-small')"
 cp exp/en-small-v4/latest/trainer.json models/en-small/
