@@ -49,6 +49,7 @@ async def serve(settings: Settings) -> None:
         max_batch_size=settings.max_batch_size,
         max_wait_s=settings.max_wait_ms / 1000.0,
         default=settings.default_model,
+        beam_size=settings.beam_size,
     )
     serve_metrics(settings.host, settings.metrics_port)
     server = AsrServer(

@@ -71,6 +71,13 @@ class Settings(BaseSettings):
         description="On SIGTERM/SIGINT: how long in-flight streams may run to completion before "
         "the server exits.",
     )
+    beam_size: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="Override the models' search: 1 is greedy search, more is beam search with the "
+        "model's LM fusion (default: what each model's config.json decoding section says).",
+    )
     threads: int = Field(
         0,
         ge=0,

@@ -8,14 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from model_helpers import noisy_model
 
 from server.engine.endpoint import EndpointConfig, Endpointer
 from server.engine.engine import Engine
 from server.engine.session import MAX_BACKLOG_SECONDS, SessionOptions, Update
 from server.engine.slots import SlotAllocator, SlotExhaustedError
 from server.engine.transcript import Utterance, utterance_results, words_of
+from server.model.beam_search import SearchConfig
 from server.model.checkpoint import load_model
 from server.model.frontend import compute_fbank
+from server.model.ngram_lm import build_ngram_lm
 
 
 class FakeTokenizer:
@@ -126,19 +129,32 @@ async def _run_session(
     return updates
 
 
-def test_engine_equals_whole_utterance_decoding(random_model_dir: Path) -> None:
-    """One stream through fbank, windows, slots and the scheduler decodes like the model offline."""
-    model = load_model(random_model_dir)
+@pytest.mark.parametrize("method", ["greedy", "beam+lm"])
+def test_engine_equals_whole_utterance_decoding(random_model_dir: Path, method: str) -> None:
+    """One stream through fbank, windows, slots and the scheduler decodes like the model offline.
+
+    Under beam search the partials may revise earlier words; the final must still be exactly
+    the whole-utterance beam search result.
+    """
+    model = noisy_model(random_model_dir)
+    search = SearchConfig()
+    if method == "beam+lm":
+        rng = np.random.default_rng(5)
+        vocab = model.tokenizer.vocab_size
+        lm = build_ngram_lm([rng.integers(1, vocab, size=8).tolist() for _ in range(200)], vocab, order=3)
+        search = SearchConfig(beam=4, lm=lm, lm_weight=0.5, token_bonus=0.5)
     audio = _sine_noise(2.3, seed=0)
     features = compute_fbank(audio, 16000, model.config.features)
-    offline = model.transcribe_batch(torch.from_numpy(features)[None], torch.tensor([features.shape[0]]))[0]
+    offline = model.transcribe_batch(torch.from_numpy(features)[None], torch.tensor([features.shape[0]]),
+                                     search=search)[0]
+    assert offline, "the noisy random model should emit tokens"
     expected = model.tokenizer.decode([t for t, _ in offline]).strip()
     no_endpoints = SessionOptions(
         endpoint=EndpointConfig(trailing_silence_ms=60_000, max_utterance_ms=60_000)
     )
 
     async def run() -> list[Update]:
-        engine = Engine(model, "cpu", capacity=4, max_batch_size=4, max_wait_s=0.001)
+        engine = Engine(model, "cpu", capacity=4, max_batch_size=4, max_wait_s=0.001, search=search)
         await engine.start()
         try:
             return await _run_session(engine, audio, 1234, no_endpoints)

@@ -1,11 +1,11 @@
-"""``asr-train``: the training recipe's command line (synth, fit, eval, card, curve)."""
+"""``asr-train``: the training recipe's command line (synth, fit, lm, eval, card, curve)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from training import curve, evaluate, fit, model_card, synth
+from training import curve, evaluate, fit, lm, model_card, synth
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -14,6 +14,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, module, help_text in [
         ("synth", synth, "synthesize a speech data set with espeak-ng (manifest + audio)"),
         ("fit", fit, "train a streaming Conformer-Transducer"),
+        ("lm", lm, "build the token n-gram LM for beam search and make it a model's default"),
         ("eval", evaluate, "WER/CER of a model on a manifest"),
         ("card", model_card, "measure a model and write its MODEL_CARD.md"),
         ("curve", curve, "a run's training curve (log.jsonl) as a Markdown table"),

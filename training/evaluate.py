@@ -15,8 +15,10 @@ from pathlib import Path
 import jiwer
 import torch
 
+from server.model.beam_search import SearchConfig
 from server.model.checkpoint import DEFAULT_MODEL_DIR, load_model
 from server.model.frontend import compute_fbank
+from server.model.ngram_lm import TokenNgramLM
 from server.model.transducer import StreamingTransducer
 from training.manifest import read_audio, read_manifest
 from training.text_normalize import normalize_text
@@ -28,19 +30,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", choices=["streaming", "offline"], default="streaming")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-seconds", type=float, default=120.0, help="audio per decoding batch")
+    # Search options default to the model's config.json decoding section (what its card measured).
+    parser.add_argument("--beam", type=int, help="beam size, 1 = greedy search (default: the model's)")
+    parser.add_argument("--lm", type=Path, help="token n-gram LM for shallow fusion (default: the model's)")
+    parser.add_argument("--lm-weight", type=float, help="LM weight in beam search (default: the model's)")
+    parser.add_argument("--token-bonus", type=float, help="score added per emitted token (default: the model's)")
 
 
-def transcribe_features(model: StreamingTransducer, features: list[torch.Tensor], streaming: bool) -> list[str]:
-    """Greedy transcripts of fbank matrices (T_i, 80), decoded as one padded batch."""
+def search_from_arguments(model: StreamingTransducer, args: argparse.Namespace) -> SearchConfig:
+    """The model's default search with the options given on the command line replaced."""
+    default = model.default_search
+    lm = TokenNgramLM.load(args.lm) if args.lm else default.lm
+    return SearchConfig(
+        beam=default.beam if args.beam is None else args.beam,
+        lm=lm,
+        lm_weight=0.0 if lm is None else (default.lm_weight if args.lm_weight is None else args.lm_weight),
+        token_bonus=default.token_bonus if args.token_bonus is None else args.token_bonus,
+    )
+
+
+def transcribe_features(model: StreamingTransducer, features: list[torch.Tensor], streaming: bool,
+                        search: SearchConfig | None = None) -> list[str]:
+    """Transcripts of fbank matrices (T_i, 80), decoded as one padded batch (greedy by default)."""
     lengths = torch.tensor([f.shape[0] for f in features])
     padded = torch.nn.utils.rnn.pad_sequence(features, batch_first=True)
     with torch.inference_mode():
-        tokens = model.transcribe_batch(padded, lengths, streaming=streaming)
+        tokens = model.transcribe_batch(padded, lengths, streaming=streaming, search=search)
     return [model.tokenizer.decode([t for t, _ in hyp]) for hyp in tokens]
 
 
 def evaluate(model: StreamingTransducer, manifest: Path, streaming: bool, batch_seconds: float = 120.0,
-             print_lines: bool = True) -> dict:
+             print_lines: bool = True, search: SearchConfig | None = None) -> dict:
     utterances = read_manifest(manifest)
     references, hypotheses = [], []
     started = time.perf_counter()
@@ -48,7 +68,7 @@ def evaluate(model: StreamingTransducer, manifest: Path, streaming: bool, batch_
     pending: list[tuple[str, torch.Tensor]] = []
 
     def flush() -> None:
-        texts = transcribe_features(model, [f for _, f in pending], streaming)
+        texts = transcribe_features(model, [f for _, f in pending], streaming, search)
         for (reference, _), hypothesis in zip(pending, texts, strict=True):
             references.append(normalize_text(reference))
             hypotheses.append(normalize_text(hypothesis))
@@ -77,10 +97,19 @@ def evaluate(model: StreamingTransducer, manifest: Path, streaming: bool, batch_
     }
 
 
+def describe_search(search: SearchConfig) -> dict:
+    if search.beam == 1:
+        return {"beam": 1, "method": "greedy"}
+    return {"beam": search.beam, "method": "modified beam search", "lm_order": search.lm.order if search.lm else None,
+            "lm_weight": search.lm_weight, "token_bonus": search.token_bonus}
+
+
 def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     model = load_model(args.model)
-    summary = evaluate(model, args.manifest, args.mode == "streaming", args.batch_seconds)
+    search = search_from_arguments(model, args)
+    summary = evaluate(model, args.manifest, args.mode == "streaming", args.batch_seconds, search=search)
+    summary["search"] = describe_search(search)
     summary["model"] = model.config.name
     print(json.dumps(summary))
     return 0

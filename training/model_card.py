@@ -18,8 +18,9 @@ from pathlib import Path
 
 import torch
 
+from server.model.beam_search import SearchConfig
 from server.model.checkpoint import MODEL_CARD_FILE, load_model
-from training.evaluate import evaluate
+from training.evaluate import describe_search, evaluate
 from training.speed import real_time_factor
 
 
@@ -43,9 +44,24 @@ def _training_data_summary(manifest: Path) -> dict:
     }
 
 
-def render_card(model, streaming: dict, offline: dict, speed: dict, data: dict, trainer: dict, command: str) -> str:
+def _search_text(search: dict) -> str:
+    if search["beam"] == 1:
+        return "greedy search"
+    lm = f", {search['lm_order']}-gram token LM at weight {search['lm_weight']}" if search["lm_order"] else ""
+    return f"modified beam search, beam {search['beam']}{lm}, token bonus {search['token_bonus']}"
+
+
+def render_card(model, streaming: dict, offline: dict, speed: dict, data: dict, trainer: dict, command: str,
+                greedy: dict | None = None) -> str:
     c = model.config
     e = c.encoder
+    default_search = _search_text(streaming["search"])
+    greedy_rows = "" if greedy is None else (
+        f"| streaming, greedy search (no LM) | {greedy['wer']:.2%} | {greedy['cer']:.2%} |\n"
+    )
+    greedy_speed = "" if greedy is None else (
+        f" Greedy search on the same path: real-time factor {greedy['speed']['real_time_factor']:.3f}."
+    )
     return f"""# {c.name}: streaming Conformer-Transducer, English
 
 | | |
@@ -56,8 +72,8 @@ conv kernel {e.conv_kernel} (causal), 4x conv subsampling (40 ms frames) |
 | streaming mask | chunk {e.chunk_size} frames ({e.chunk_size * 40} ms), {e.left_chunks} left chunks \
 ({e.left_chunks * e.chunk_size * 40} ms history), right context {e.right_context} frames in layer 0 |
 | algorithmic latency | {model.latency_ms} ms (chunk + right context) |
-| decoder | stateless prediction network (context {c.decoder.context_size}), joiner {c.joiner_dim}, \
-greedy search, at most {c.max_symbols_per_frame} symbols per frame |
+| decoder | stateless prediction network (context {c.decoder.context_size}), joiner {c.joiner_dim} |
+| search (default) | {default_search} (greedy: at most {c.max_symbols_per_frame} symbols per frame) |
 | tokenizer | SentencePiece unigram, {c.tokenizer.vocab_size} pieces, blank id 0, `<cc>` reserved |
 | input | 16 kHz mono, 80-dim log-mel fbank (kaldi-native-fbank), other rates resampled |
 
@@ -69,12 +85,15 @@ training, with noise, gain, silence and sample-rate variety.
 
 | mode | WER | CER |
 |---|---|---|
-| streaming (serving mask, {model.latency_ms} ms latency) | {streaming['wer']:.2%} | {streaming['cer']:.2%} |
-| full context (offline) | {offline['wer']:.2%} | {offline['cer']:.2%} |
+| streaming (serving mask, {model.latency_ms} ms latency), default search | {streaming['wer']:.2%} | \
+{streaming['cer']:.2%} |
+| full context (offline), default search | {offline['wer']:.2%} | {offline['cer']:.2%} |
+{greedy_rows}
+Default search: {default_search}.
 
-Decoding speed, streaming path (fbank, windows, `model.step`), one stream, one thread:
+Decoding speed, streaming path (fbank, windows, `model.step`, default search), one stream, one thread:
 real-time factor **{speed['real_time_factor']:.3f}** ({speed['audio_seconds']:.0f} s of audio in
-{speed['compute_seconds']:.1f} s) on {platform.machine()} with torch {torch.__version__}.
+{speed['compute_seconds']:.1f} s) on {platform.machine()} with torch {torch.__version__}.{greedy_speed}
 
 Reproduce: `{command}`
 
@@ -100,18 +119,26 @@ prediction network. Lowercase output without punctuation; numbers come out as wo
 
 
 def run(args: argparse.Namespace) -> int:
-    torch.set_num_threads(1)  # the speed figure is for one core
+    torch.set_num_threads(1)  # the speed figures are for one core
     model = load_model(args.model)
     speed = real_time_factor(model, args.heldout, args.speed_utterances)
+    greedy_search = SearchConfig()
+    greedy_speed = real_time_factor(model, args.heldout, args.speed_utterances, search=greedy_search)
     torch.set_num_threads(2)
     streaming = evaluate(model, args.heldout, streaming=True, print_lines=False)
     offline = evaluate(model, args.heldout, streaming=False, print_lines=False)
+    streaming["search"] = offline["search"] = describe_search(model.default_search)
+    greedy = None
+    if model.default_search.beam > 1:
+        greedy = evaluate(model, args.heldout, streaming=True, print_lines=False, search=greedy_search)
+        greedy["speed"] = greedy_speed
     streaming["manifest"] = str(args.heldout)
     trainer_json = args.trainer_json or args.model / "trainer.json"
     trainer = json.loads(trainer_json.read_text()) if trainer_json.is_file() else {}
     data = _training_data_summary(args.train_manifest)
     command = "asr-train " + shlex.join(sys.argv[1:]) if sys.argv[0].endswith("asr-train") else "asr-train card …"
-    card = render_card(model, streaming, offline, speed, data, trainer, command)
+    card = render_card(model, streaming, offline, speed, data, trainer, command, greedy)
     (args.model / MODEL_CARD_FILE).write_text(card)
-    print(json.dumps({"streaming": streaming, "offline": offline, "speed": speed, "data": data}))
+    print(json.dumps({"streaming": streaming, "offline": offline, "speed": speed, "greedy_streaming": greedy,
+                      "data": data}))
     return 0

@@ -9,23 +9,29 @@ import numpy as np
 import soxr
 import torch
 
+from server.model.beam_search import SearchConfig
 from server.model.frontend import FbankStream
 from server.model.transducer import StreamingTransducer
 from server.model.windowing import FeatureWindows
 from training.manifest import read_audio, read_manifest
 
 
-def stream_seconds(model: StreamingTransducer, samples: np.ndarray, streams: int = 1, piece: int = 1600) -> float:
-    """Compute seconds to stream 16 kHz ``samples`` through ``streams`` identical streams in one batch."""
+def stream_seconds(model: StreamingTransducer, samples: np.ndarray, streams: int = 1, piece: int = 1600,
+                   search: SearchConfig | None = None) -> float:
+    """Compute seconds to stream 16 kHz ``samples`` through ``streams`` identical streams in one batch.
+
+    ``search`` defaults to the model's own (``default_search``).
+    """
+    search = search or model.default_search
     fbank = FbankStream(model.config.features)
     windows = FeatureWindows(model.feature_window, model.feature_shift)
-    state = model.init_state(streams)
+    state = model.init_state(streams, search=search)
     started = time.perf_counter()
 
     def run(window: np.ndarray, real: int) -> None:
         nonlocal state
         features = torch.from_numpy(window)[None].expand(streams, -1, -1).contiguous()
-        state = model.step(features, torch.full((streams,), real), state).state
+        state = model.step(features, torch.full((streams,), real), state, search).state
 
     for start in range(0, len(samples), piece):
         windows.push(fbank.accept(samples[start:start + piece]))
@@ -36,7 +42,8 @@ def stream_seconds(model: StreamingTransducer, samples: np.ndarray, streams: int
     return time.perf_counter() - started
 
 
-def real_time_factor(model: StreamingTransducer, manifest: Path, utterances: int = 50, streams: int = 1) -> dict:
+def real_time_factor(model: StreamingTransducer, manifest: Path, utterances: int = 50, streams: int = 1,
+                     search: SearchConfig | None = None) -> dict:
     """Compute time over audio time for the first ``utterances`` of a manifest."""
     audio_seconds = compute_seconds = 0.0
     for utterance in read_manifest(manifest)[:utterances]:
@@ -44,7 +51,7 @@ def real_time_factor(model: StreamingTransducer, manifest: Path, utterances: int
         if rate != model.config.sample_rate:
             samples = soxr.resample(samples, rate, model.config.sample_rate).astype(np.float32)
         audio_seconds += len(samples) / model.config.sample_rate * streams
-        compute_seconds += stream_seconds(model, samples, streams)
+        compute_seconds += stream_seconds(model, samples, streams, search=search)
     return {
         "streams": streams,
         "threads": torch.get_num_threads(),

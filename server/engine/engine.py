@@ -9,6 +9,7 @@ from server.engine.scheduler import BatchScheduler
 from server.engine.session import SessionOptions, StreamSession
 from server.engine.slots import SlotAllocator
 from server.engine.worker import ModelWorker
+from server.model.beam_search import SearchConfig
 from server.model.transducer import StreamingTransducer
 
 log = logging.getLogger(__name__)
@@ -29,12 +30,13 @@ class Engine:
         capacity: int,
         max_batch_size: int,
         max_wait_s: float,
+        search: SearchConfig | None = None,
     ) -> None:
         self.model = model
         self.name = model.config.name
         self.device = device
         self._slots = SlotAllocator(capacity)
-        self.worker = ModelWorker(model, capacity, device)
+        self.worker = ModelWorker(model, capacity, device, search)
         self.scheduler = BatchScheduler(
             self.worker, max_batch_size, max_wait_s, self.name, open_streams=lambda: self.num_active
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable
 from pathlib import Path
@@ -61,8 +62,12 @@ class ModelRegistry:
         max_batch_size: int,
         max_wait_s: float,
         default: str | None = None,
+        beam_size: int | None = None,
     ) -> ModelRegistry:
-        """Load checkpoints onto ``device`` (already resolved) and wrap each in an engine."""
+        """Load checkpoints onto ``device`` (already resolved) and wrap each in an engine.
+
+        ``beam_size`` overrides each model's default search width (1 = greedy).
+        """
         engines = []
         for model_dir in model_dirs:
             model = load_model(model_dir, device=device)
@@ -74,7 +79,12 @@ class ModelRegistry:
                 model.config.languages,
                 model.config.multi_talker,
             )
-            engines.append(Engine(model, device, capacity, max_batch_size, max_wait_s))
+            search = model.default_search
+            if beam_size is not None:
+                search = dataclasses.replace(search, beam=beam_size)
+            log.info("model %s decodes with beam %d, LM weight %.2f", model.config.name, search.beam,
+                     search.lm_weight if search.beam > 1 else 0.0)
+            engines.append(Engine(model, device, capacity, max_batch_size, max_wait_s, search))
         if default is None and engines:
             default = engines[0].name
         return cls(engines, default)

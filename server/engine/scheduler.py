@@ -145,10 +145,12 @@ class BatchScheduler:
         self._step_seconds.observe(result.seconds)
         self._audio_seconds.inc(audio_seconds)
         self._rtf.observe(result.seconds, audio_seconds)
-        outputs = zip(sessions, windows, result.tokens, result.num_frames, strict=True)
-        for session, window, tokens, frames in outputs:
+        tokens = result.tokens if result.tokens is not None else [None] * len(sessions)
+        beams = result.beams if result.beams is not None else [None] * len(sessions)
+        outputs = zip(sessions, windows, tokens, beams, result.num_frames, strict=True)
+        for session, window, stream_tokens, stream_beams, frames in outputs:
             try:
-                update = session.on_step(window, tokens, frames)
+                update = session.on_step(window, stream_tokens, frames, stream_beams)
             except Exception as error:
                 # A bug in one stream's result handling ends that stream, not the batch.
                 log.exception("handling a step output failed")

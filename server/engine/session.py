@@ -19,6 +19,7 @@ import numpy as np
 
 from server.engine.endpoint import EndpointConfig, Endpointer
 from server.engine.transcript import Result, Utterance, utterance_results
+from server.engine.worker import BeamUpdate
 from server.model.frontend import FbankStream
 from server.model.transducer import StreamingTransducer
 from server.model.windowing import FeatureWindows
@@ -97,6 +98,8 @@ class StreamSession:
         self._capacity = asyncio.Event()
         self._capacity.set()
         # Lifecycle flags; the scheduler reads them.
+        # Beam search: this utterance's K token histories (None: all empty, as after a reset).
+        self._hypotheses: list[list[tuple[int, int]]] | None = None
         self.needs_init = True  # state row not yet initialised for this stream
         self.needs_decoder_reset = False
         self.queued = False  # in the scheduler's ready queue
@@ -210,14 +213,27 @@ class StreamSession:
         del self._arrivals[:index]
         return ready
 
-    def on_step(self, window: Window, tokens: list[tuple[int, int]], num_frames: int) -> Update | None:
-        """Take one model step's output; returns the update sent (if any) and resubmits."""
+    def on_step(self, window: Window, tokens: list[tuple[int, int]] | None, num_frames: int,
+                beams: BeamUpdate | None = None) -> Update | None:
+        """Take one model step's output; returns the update sent (if any) and resubmits.
+
+        Greedy search gives the step's new ``tokens``; beam search gives ``beams``, which
+        re-links this stream's hypotheses; the utterance is then the best one, which may
+        revise earlier partials.
+        """
         self.in_flight = False
         if self.closed:
             self._release(self)
             return None
         self._frames_done += num_frames
-        for token_id, frame in tokens:
+        if beams is not None:
+            previous = self._hypotheses or [[] for _ in beams.origins]
+            self._hypotheses = [previous[origin] + added for origin, added in zip(beams.origins, beams.added,
+                                                                                  strict=True)]
+            self._utterance = self._new_utterance()
+            for token_id, frame in self._hypotheses[beams.best]:
+                self._utterance.add(token_id, frame)
+        for token_id, frame in tokens or ():
             self._utterance.add(token_id, frame)
         results: list[Result] = []
         if window.is_final:
@@ -265,6 +281,7 @@ class StreamSession:
         if results:
             self._utterance_index += 1
         self._utterance = self._new_utterance()
+        self._hypotheses = None  # the model's beams restart with the decoder reset
         self._last_partial = ()
         self._endpointer.start_utterance(self._frames_done)
         return results
@@ -272,9 +289,10 @@ class StreamSession:
     def _partial(self) -> list[Result]:
         if not self.options.interim_results:
             return []
-        # Send a partial only when the hypothesis changed (new tokens or a channel change).
+        # Send a partial only when the hypothesis changed (beam search may revise tokens, so
+        # compare the tokens themselves, not only how many there are).
         tokens = sorted(self._utterance.tokens.items())
-        signature = tuple((channel, len(channel_tokens)) for channel, channel_tokens in tokens)
+        signature = tuple((channel, tuple(t for t, _ in channel_tokens)) for channel, channel_tokens in tokens)
         if signature == self._last_partial:
             return []
         self._last_partial = signature

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from server.model.beam_search import SearchConfig
 from server.model.transducer import StreamingTransducer
 
 
@@ -35,17 +36,35 @@ class StepRequest:
 
 
 @dataclass
+class BeamUpdate:
+    """What one step did to a stream's K hypotheses (beam search), as plain Python data.
+
+    Hypothesis k after the step = hypothesis ``origins[k]`` before it + ``added[k]``
+    ((token_id, frame) pairs); ``best`` is the index of the best one now.
+    """
+
+    origins: list[int]
+    added: list[list[tuple[int, int]]]
+    best: int
+
+
+@dataclass
 class StepResult:
-    tokens: list[list[tuple[int, int]]]
+    """Per stream: ``tokens`` (greedy search) or ``beams`` (beam search), and frames produced."""
+
+    tokens: list[list[tuple[int, int]]] | None
     num_frames: list[int]
     seconds: float  # wall time of the model step
+    beams: list[BeamUpdate] | None = None
 
 
 class ModelWorker:
     """Runs ``StreamingTransducer.step`` on a slot pool of ``capacity`` streams."""
 
-    def __init__(self, model: StreamingTransducer, capacity: int, device: str) -> None:
+    def __init__(self, model: StreamingTransducer, capacity: int, device: str,
+                 search: SearchConfig | None = None) -> None:
         self.model = model
+        self.search = search or model.default_search
         self.capacity = capacity
         self.device = device
         self._executor = ThreadPoolExecutor(
@@ -67,7 +86,7 @@ class ModelWorker:
     def _ensure_pool(self) -> None:
         if self._pool is None:
             with torch.inference_mode():
-                self._pool = self.model.init_state(self.capacity)
+                self._pool = self.model.init_state(self.capacity, search=self.search)
 
     def _language_weights(self, weights: list[np.ndarray | None]) -> torch.Tensor:
         num_languages = len(self.model.config.languages)
@@ -81,7 +100,7 @@ class ModelWorker:
             if request.init_slots:
                 init_rows = torch.tensor(request.init_slots, dtype=torch.int64, device=self.device)
                 fresh = self.model.init_state(
-                    len(request.init_slots), self._language_weights(request.init_language_weights)
+                    len(request.init_slots), self._language_weights(request.init_language_weights), self.search
                 )
                 pool.assign_(init_rows, fresh)
             if request.reset_slots:
@@ -92,18 +111,26 @@ class ModelWorker:
             features = torch.from_numpy(request.features).to(device)
             num_feature_frames = torch.tensor(request.num_feature_frames, dtype=torch.int64, device=device)
             start = time.perf_counter()
-            out = self.model.step(features, num_feature_frames, pool.select(rows))
+            out = self.model.step(features, num_feature_frames, pool.select(rows), self.search)
             pool.assign_(rows, out.state)
             num_frames = out.num_frames.tolist()  # syncs the device, so the timing is real
+            beams = None
+            if out.trace is not None:
+                beams = [
+                    BeamUpdate(origins=out.trace.origin[row].tolist(),
+                               added=[out.trace.added(row, k) for k in range(self.search.beam)],
+                               best=out.best[row])
+                    for row in range(len(request.slots))
+                ]
             seconds = time.perf_counter() - start
-        return StepResult(tokens=out.tokens, num_frames=num_frames, seconds=seconds)
+        return StepResult(tokens=out.tokens, num_frames=num_frames, seconds=seconds, beams=beams)
 
     def _warmup(self, batch_sizes: list[int]) -> None:
         self._ensure_pool()
         window, bins = self.model.feature_window, self.model.config.features.num_mel_bins
         with torch.inference_mode():
             for batch in batch_sizes:
-                state = self.model.init_state(batch)
+                state = self.model.init_state(batch, search=self.search)
                 features = torch.zeros(batch, window, bins, device=self.device)
                 frames = torch.full((batch,), window, dtype=torch.int64, device=self.device)
-                self.model.step(features, frames, state)
+                self.model.step(features, frames, state, self.search)

@@ -14,7 +14,9 @@ from pydantic import ValidationError
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from server.model.beam_search import SearchConfig
 from server.model.config import ModelConfig
+from server.model.ngram_lm import TokenNgramLM
 from server.model.tokenizer import Tokenizer
 from server.model.transducer import StreamingTransducer
 
@@ -71,7 +73,28 @@ def load_model(model_dir: Path | str = DEFAULT_MODEL_DIR, device: str = "cpu") -
     except (SafetensorError, OSError) as error:
         raise CheckpointError(f"{weights_path}: unreadable safetensors file ({error})") from error
     _load_tensors(model, tensors, weights_path)
+    model.default_search = _load_default_search(model_dir, config, device)
     return model.to(device).eval()
+
+
+def _load_default_search(model_dir: Path, config: ModelConfig, device: str) -> SearchConfig:
+    """The config's decoding section, with its LM loaded (errors name the LM file)."""
+    decoding = config.decoding
+    lm = None
+    if decoding.lm_file is not None:
+        lm_path = model_dir / decoding.lm_file
+        if not lm_path.is_file():
+            raise CheckpointError(f"{lm_path}: missing language model (config.json decoding.lm_file)")
+        try:
+            lm = TokenNgramLM.load(lm_path).to(device)
+        except (SafetensorError, OSError, ValueError, KeyError) as error:
+            raise CheckpointError(f"{lm_path}: unreadable language model ({error})") from error
+        if lm.vocab_size != config.tokenizer.vocab_size:
+            raise CheckpointError(
+                f"{lm_path}: LM vocabulary {lm.vocab_size} does not match the tokenizer's {config.tokenizer.vocab_size}"
+            )
+    return SearchConfig(beam=decoding.beam, lm=lm, lm_weight=decoding.lm_weight if lm is not None else 0.0,
+                        token_bonus=decoding.token_bonus)
 
 
 def _load_tensors(model: StreamingTransducer, tensors: dict[str, torch.Tensor], path: Path) -> None:
@@ -104,6 +127,11 @@ def save_model(model: StreamingTransducer, model_dir: Path, half: bool = True, m
     tokenizer_target = model_dir / model.config.tokenizer.file
     if model.tokenizer.model_file.resolve() != tokenizer_target.resolve():
         tokenizer_target.write_bytes(model.tokenizer.model_file.read_bytes())
+    lm = model.default_search.lm
+    if model.config.decoding.lm_file is not None and lm is not None:
+        target = model_dir / model.config.decoding.lm_file
+        if not target.is_file():
+            lm.save(target)
     if model_card is not None:
         (model_dir / MODEL_CARD_FILE).write_text(model_card)
     return model_dir

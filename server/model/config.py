@@ -70,6 +70,20 @@ class TokenizerConfig(_Strict):
     channel_change_token: str | None = None
 
 
+class DecodingConfig(_Strict):
+    """The model's default search, as measured in its card (servers may override it).
+
+    beam 1 is greedy search (up to ``max_symbols_per_frame`` tokens per frame); beam > 1 is
+    modified beam search (one token per frame), optionally fused with the token n-gram LM
+    in ``lm_file`` (``asr-train lm``) at ``lm_weight``, with ``token_bonus`` added per token.
+    """
+
+    beam: int = Field(1, ge=1, le=64)
+    lm_file: str | None = None
+    lm_weight: float = Field(0.0, ge=0.0)
+    token_bonus: float = 0.0
+
+
 class ModelConfig(_Strict):
     """Everything needed to rebuild a checkpoint's network and run it."""
 
@@ -83,6 +97,7 @@ class ModelConfig(_Strict):
     joiner_dim: int = 256
     tokenizer: TokenizerConfig
     max_symbols_per_frame: int = Field(3, ge=1)
+    decoding: DecodingConfig = Field(default_factory=DecodingConfig)
 
     @property
     def sample_rate(self) -> int:

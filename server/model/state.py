@@ -22,6 +22,9 @@ class StreamState:
     decoder_context: (B, context_size) int64 last emitted tokens (blank-padded at start).
     language_weights: (B, num_languages) float, the request's language mask normalised to
         sum 1 (CMM); all languages for a model with one language.
+    beam_decoder_context, beam_lm_context, beam_scores, beam_hashes: the beam search state
+        (``server.model.beam_search.BeamState``) with K hypotheses per stream: (B, K, context_size),
+        (B, K, lm_context_size), (B, K), (B, K). K is 1 and unused under greedy search.
     """
 
     attn_keys: Tensor
@@ -30,6 +33,10 @@ class StreamState:
     chunks_done: Tensor
     decoder_context: Tensor
     language_weights: Tensor
+    beam_decoder_context: Tensor
+    beam_lm_context: Tensor
+    beam_scores: Tensor
+    beam_hashes: Tensor
 
     def select(self, rows: Tensor) -> StreamState:
         """Gather rows (N,) int64 -> a new state of N streams."""

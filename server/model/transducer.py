@@ -12,6 +12,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from server.model.beam_search import (
+    BeamState,
+    BeamTrace,
+    SearchConfig,
+    beam_search_frames,
+    best_hypothesis,
+    init_beam_state,
+)
 from server.model.config import ModelConfig
 from server.model.encoder import ConformerEncoder
 from server.model.state import StreamState
@@ -60,14 +68,25 @@ class Joiner(nn.Module):
 class StepOutput:
     """Result of one streaming step for B streams.
 
-    tokens: per stream, (token_id, absolute encoder frame) pairs emitted in this chunk.
+    tokens: per stream, (token_id, absolute encoder frame) pairs greedy search emitted in this
+        chunk; None under beam search.
     num_frames: (B,) encoder frames this step produced per stream.
     state: the streams' new state.
+    trace: under beam search, what the chunk added to each stream's K hypotheses.
+    best: under beam search, (B,) index of each stream's best hypothesis.
     """
 
-    tokens: list[list[tuple[int, int]]]
+    tokens: list[list[tuple[int, int]]] | None
     num_frames: Tensor
     state: StreamState
+    trace: BeamTrace | None = None
+    best: list[int] | None = None
+
+
+def state_beam(state: StreamState) -> BeamState:
+    """The beam search part of a stream state."""
+    return BeamState(decoder_context=state.beam_decoder_context, lm_context=state.beam_lm_context,
+                     scores=state.beam_scores, hashes=state.beam_hashes)
 
 
 class StreamingTransducer(nn.Module):
@@ -86,6 +105,8 @@ class StreamingTransducer(nn.Module):
         self.decoder = StatelessDecoder(vocab, config.decoder.embed_dim, config.decoder.context_size,
                                         tokenizer.blank_id)
         self.joiner = Joiner(config.encoder.d_model, config.decoder.embed_dim, config.joiner_dim, vocab)
+        # The search the checkpoint's config.json asks for (``load_model`` sets it, LM included).
+        self.default_search = SearchConfig()
 
     # -- facts the engine and ListModels need ------------------------------------------------
     @property
@@ -111,29 +132,55 @@ class StreamingTransducer(nn.Module):
         return (enc.chunk_size + enc.right_context) * self.frame_shift_ms
 
     # -- streaming ---------------------------------------------------------------------------
-    def init_state(self, batch: int, language_weights: Tensor | None = None) -> StreamState:
-        """Fresh state for ``batch`` streams; language_weights (B, num_languages) or None = all."""
+    def init_state(self, batch: int, language_weights: Tensor | None = None,
+                   search: SearchConfig | None = None) -> StreamState:
+        """Fresh state for ``batch`` streams; language_weights (B, num_languages) or None = all.
+
+        ``search`` (default: ``default_search``) sizes the beam part of the state.
+        """
+        search = search or self.default_search
         device = self.encoder.feature_mean.device
         if language_weights is None:
             language_weights = torch.ones(batch, len(self.config.languages), device=device)
         language_weights = language_weights / language_weights.sum(dim=1, keepdim=True)
         context = torch.full((batch, self.config.decoder.context_size), self.tokenizer.blank_id,
                              dtype=torch.int64, device=device)
+        beam = init_beam_state(batch, search.beam, self.config.decoder.context_size, search.lm_context_size,
+                               self.tokenizer.blank_id, device)
         return StreamState(decoder_context=context, language_weights=language_weights,
+                           beam_decoder_context=beam.decoder_context, beam_lm_context=beam.lm_context,
+                           beam_scores=beam.scores, beam_hashes=beam.hashes,
                            **self.encoder.init_caches(batch, device))
 
     def reset_decoder(self, state: StreamState, rows: Tensor) -> None:
-        """Start a new utterance for ``rows`` (N,): decoder context back to blanks, in place."""
+        """Start a new utterance for ``rows`` (N,): decoder context and beams back to the start, in place."""
         state.decoder_context[rows] = self.tokenizer.blank_id
+        state.beam_decoder_context[rows] = self.tokenizer.blank_id
+        state.beam_lm_context[rows] = self.tokenizer.blank_id
+        state.beam_scores[rows] = float("-inf")
+        state.beam_scores[rows, 0] = 0.0
+        state.beam_hashes[rows] = 0
 
     @torch.inference_mode()
-    def step(self, features: Tensor, num_feature_frames: Tensor, state: StreamState) -> StepOutput:
-        """One chunk for B streams: features (B, feature_window, F), num_feature_frames (B,)."""
+    def step(self, features: Tensor, num_feature_frames: Tensor, state: StreamState,
+             search: SearchConfig | None = None) -> StepOutput:
+        """One chunk for B streams: features (B, feature_window, F), num_feature_frames (B,).
+
+        ``search`` (default: ``default_search``) must be the one the state was made with.
+        """
+        search = search or self.default_search
         encoder_out, num_frames, keys, values, conv = self.encoder.step(
             features, num_feature_frames, state.attn_keys, state.attn_values, state.conv_cache, state.chunks_done
         )
         frame_offset = state.chunks_done * self.config.encoder.chunk_size
-        tokens, context = self.greedy_decode(encoder_out, num_frames, state.decoder_context, frame_offset)
+        tokens, trace, best = None, None, None
+        context, beam = state.decoder_context, state_beam(state)
+        if search.beam > 1:
+            beam, trace = beam_search_frames(self, encoder_out, num_frames, beam, frame_offset, search.lm,
+                                             search.lm_weight, search.token_bonus)
+            best = best_hypothesis(beam)
+        else:
+            tokens, context = self.greedy_decode(encoder_out, num_frames, state.decoder_context, frame_offset)
         new_state = StreamState(
             attn_keys=keys,
             attn_values=values,
@@ -141,8 +188,12 @@ class StreamingTransducer(nn.Module):
             chunks_done=state.chunks_done + 1,
             decoder_context=context,
             language_weights=state.language_weights,
+            beam_decoder_context=beam.decoder_context,
+            beam_lm_context=beam.lm_context,
+            beam_scores=beam.scores,
+            beam_hashes=beam.hashes,
         )
-        return StepOutput(tokens=tokens, num_frames=num_frames, state=new_state)
+        return StepOutput(tokens=tokens, num_frames=num_frames, state=new_state, trace=trace, best=best)
 
     def greedy_decode(
         self, encoder_out: Tensor, num_frames: Tensor, context: Tensor, frame_offset: Tensor | None = None
@@ -182,12 +233,23 @@ class StreamingTransducer(nn.Module):
 
     # -- whole utterances (training, offline evaluation) -------------------------------------
     def transcribe_batch(
-        self, features: Tensor, feature_lengths: Tensor, streaming: bool = True
+        self, features: Tensor, feature_lengths: Tensor, streaming: bool = True, search: SearchConfig | None = None
     ) -> list[list[tuple[int, int]]]:
-        """Greedy-decode whole utterances with the streaming mask (default) or full context."""
+        """Decode whole utterances with the streaming mask (default) or full context.
+
+        features (B, T, F), feature_lengths (B,). ``search`` (default: ``default_search``) with
+        beam 1: greedy search; otherwise modified beam search with its LM fusion.
+        """
         chunk = -1 if streaming else None
         encoder_out, lengths = self.encoder(features, feature_lengths, chunk_size=chunk,
                                             left_chunks=-1 if streaming else None)
+        search = search or self.default_search
+        if search.beam > 1:
+            state = init_beam_state(features.shape[0], search.beam, self.config.decoder.context_size,
+                                    search.lm_context_size, self.tokenizer.blank_id, features.device)
+            state, trace = beam_search_frames(self, encoder_out, lengths, state, lm=search.lm,
+                                              lm_weight=search.lm_weight, token_bonus=search.token_bonus)
+            return [trace.added(b, k) for b, k in enumerate(best_hypothesis(state))]
         context = torch.full((features.shape[0], self.config.decoder.context_size), self.tokenizer.blank_id,
                              dtype=torch.int64, device=features.device)
         tokens, _ = self.greedy_decode(encoder_out, lengths, context)

@@ -1,0 +1,237 @@
+"""Batched modified beam search for the transducer, with optional n-gram shallow fusion.
+
+"Modified" beam search (Kang et al. 2022, as in icefall/sherpa) emits at most one symbol per
+encoder frame, which makes every frame one batched step over B streams x K hypotheses:
+
+    score(hyp + token) = score(hyp) + log P_joint(token | frame, hyp) + lm_weight * log P_lm(token | hyp)
+    score(hyp + blank) = score(hyp) + log P_joint(blank | frame, hyp)
+
+Hypotheses that reach the same token sequence by different paths are merged (log-add of
+their scores), and the best K survive. All search state is the ``BeamState`` tensors, passed
+in and returned, so a stream can be decoded chunk by chunk exactly as in one piece.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+from torch import Tensor
+
+from server.model.ngram_lm import TokenNgramLM
+
+_HASH_MULTIPLIER = 1_000_003
+_HASH_MASK = (1 << 61) - 1
+
+
+@dataclass
+class BeamState:
+    """The search state of B streams with K hypotheses each (B first, K second).
+
+    decoder_context: (B, K, context_size) int64 last tokens (blank-padded), the prediction network's input.
+    lm_context: (B, K, lm_context_size) int64 last tokens for the LM (size 0 without an LM).
+    scores: (B, K) float32 fused log-scores; -inf marks an unused beam slot.
+    hashes: (B, K) int64 hash of each hypothesis' whole token sequence (to merge equal ones).
+
+    The tokens themselves are not state: each call returns a ``BeamTrace`` of what it added,
+    and the caller (the server session, or one-shot decoding) keeps the histories.
+    """
+
+    decoder_context: Tensor
+    lm_context: Tensor
+    scores: Tensor
+    hashes: Tensor
+
+
+@dataclass
+class BeamTrace:
+    """What one ``beam_search_frames`` call did to each stream's K hypotheses.
+
+    origin: (B, K) int64 index of the hypothesis (at the start of the call) each one extends.
+    tokens: (B, K, L) int64 tokens it added, valid up to ``lengths`` (B, K).
+    frames: (B, K, L) int64 absolute encoder frame of each added token.
+    """
+
+    origin: Tensor
+    tokens: Tensor
+    frames: Tensor
+    lengths: Tensor
+
+    def added(self, stream: int, hypothesis: int) -> list[tuple[int, int]]:
+        """(token, frame) pairs that ``hypothesis`` of ``stream`` added in this call."""
+        n = int(self.lengths[stream, hypothesis])
+        return list(zip(self.tokens[stream, hypothesis, :n].tolist(),
+                        self.frames[stream, hypothesis, :n].tolist(), strict=True))
+
+
+def relink(histories: list[list[tuple[int, int]]], trace: BeamTrace, stream: int) -> list[list[tuple[int, int]]]:
+    """One stream's K token histories after a call: origin's history + what was added."""
+    return [histories[origin] + trace.added(stream, k) for k, origin in enumerate(trace.origin[stream].tolist())]
+
+
+def best_hypothesis(state: BeamState) -> list[int]:
+    """(B,) index of each stream's highest-scoring hypothesis, as a list."""
+    return state.scores.argmax(dim=1).tolist()
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """How to search: ``beam`` 1 is greedy; ``lm`` with ``lm_weight`` > 0 adds shallow fusion."""
+
+    beam: int = 1
+    lm: TokenNgramLM | None = None
+    lm_weight: float = 0.0
+    # Added per emitted token: shallow fusion makes every token cost an LM log-probability,
+    # which, uncompensated, turns into deletions.
+    token_bonus: float = 0.0
+
+    @property
+    def lm_context_size(self) -> int:
+        return self.lm.context_size if self.lm is not None and self.lm_weight != 0.0 else 0
+
+
+def init_beam_state(batch: int, beam: int, context_size: int, lm_context_size: int, blank_id: int,
+                    device: torch.device | str = "cpu") -> BeamState:
+    scores = torch.full((batch, beam), float("-inf"), device=device)
+    scores[:, 0] = 0.0
+    return BeamState(
+        decoder_context=torch.full((batch, beam, context_size), blank_id, dtype=torch.int64, device=device),
+        lm_context=torch.full((batch, beam, lm_context_size), blank_id, dtype=torch.int64, device=device),
+        scores=scores,
+        hashes=torch.zeros(batch, beam, dtype=torch.int64, device=device),
+    )
+
+
+def _gather_beams(x: Tensor, parent: Tensor) -> Tensor:
+    """x (B, K, ...) and parent (B, K) -> x[b, parent[b, k], ...]."""
+    index = parent.view(*parent.shape, *([1] * (x.dim() - 2))).expand(*parent.shape, *x.shape[2:])
+    return x.gather(1, index)
+
+
+def _shift_in(context: Tensor, token: Tensor, emit: Tensor) -> Tensor:
+    """context (B, K, C): drop the oldest token and append ``token`` (B, K) where ``emit``."""
+    if context.shape[2] == 0:
+        return context
+    shifted = torch.cat([context[:, :, 1:], token.unsqueeze(2)], dim=2)
+    return torch.where(emit.unsqueeze(2), shifted, context)
+
+
+def _merge_duplicates(scores: Tensor, hashes: Tensor) -> Tensor:
+    """scores, hashes (B, N), scores sorted descending -> merged scores, -inf on dropped duplicates.
+
+    The first (best) of each group of equal hashes keeps the log-sum of the group's scores.
+    """
+    same = (hashes.unsqueeze(2) == hashes.unsqueeze(1)) & torch.isfinite(scores).unsqueeze(1)
+    earlier = torch.ones(hashes.shape[1], hashes.shape[1], dtype=torch.bool, device=scores.device).tril(-1)
+    is_duplicate = (same & earlier).any(dim=2)
+    group = torch.where(same, scores.unsqueeze(1), torch.full_like(same, float("-inf"), dtype=scores.dtype))
+    merged = torch.logsumexp(group, dim=2)
+    return torch.where(is_duplicate | ~torch.isfinite(scores), torch.full_like(scores, float("-inf")), merged)
+
+
+def beam_search_frames(
+    model,
+    encoder_out: Tensor,
+    num_frames: Tensor,
+    state: BeamState,
+    frame_offset: Tensor | None = None,
+    lm: TokenNgramLM | None = None,
+    lm_weight: float = 0.0,
+    token_bonus: float = 0.0,
+) -> tuple[BeamState, BeamTrace]:
+    """Advance every stream's beam over its frames of ``encoder_out``.
+
+    model: a ``StreamingTransducer`` (its ``decoder``, ``joiner`` and blank id are used).
+    encoder_out (B, T, D); num_frames (B,) valid frames per stream; frame_offset (B,)
+    absolute index of frame 0 (for token timestamps). Returns the new state and the trace.
+    """
+    batch, num_steps, _ = encoder_out.shape
+    beam = state.scores.shape[1]
+    blank = model.tokenizer.blank_id
+    device = encoder_out.device
+    if frame_offset is None:
+        frame_offset = torch.zeros(batch, dtype=torch.int64, device=device)
+    use_lm = lm is not None and lm_weight != 0.0 and state.lm_context.shape[2] == lm.context_size
+    trace = BeamTrace(
+        origin=torch.arange(beam, device=device).expand(batch, beam).clone(),
+        tokens=torch.zeros(batch, beam, 0, dtype=torch.int64, device=device),
+        frames=torch.zeros(batch, beam, 0, dtype=torch.int64, device=device),
+        lengths=torch.zeros(batch, beam, dtype=torch.int64, device=device),
+    )
+    encoder_proj = model.joiner.encoder_proj(encoder_out)  # (B, T, J)
+    for t in range(num_steps):
+        active = t < num_frames  # (B,)
+        if not bool(active.any()):
+            break
+        decoder_out = model.decoder(state.decoder_context.view(batch * beam, -1))[:, 0]
+        decoder_proj = model.joiner.decoder_proj(decoder_out).view(batch, beam, -1)
+        logits = model.joiner.output(torch.tanh(encoder_proj[:, t].unsqueeze(1) + decoder_proj))
+        log_probs = logits.float().log_softmax(dim=-1)  # (B, K, V)
+        vocab = log_probs.shape[-1]
+        if use_lm:
+            lm_scores = lm.log_probs(state.lm_context.view(batch * beam, -1)).view(batch, beam, vocab)
+            lm_scores[:, :, blank] = 0.0
+            log_probs = log_probs + lm_weight * lm_scores
+        if token_bonus != 0.0:
+            log_probs = log_probs + token_bonus
+            log_probs[:, :, blank] -= token_bonus
+        candidates = (state.scores.unsqueeze(2) + log_probs).view(batch, beam * vocab)
+        width = min(2 * beam, beam * vocab)
+        top_scores, top_index = candidates.topk(width, dim=1)  # sorted descending
+        parent = top_index // vocab
+        token = top_index % vocab
+        emit = token != blank
+        parent_hash = state.hashes.gather(1, parent)
+        hashes = torch.where(emit, (parent_hash * _HASH_MULTIPLIER + token + 1) & _HASH_MASK, parent_hash)
+        merged = _merge_duplicates(top_scores, hashes)
+        new_scores, keep = merged.topk(beam, dim=1)
+        parent, token, emit, hashes = (x.gather(1, keep) for x in (parent, token, emit, hashes))
+        new_state = BeamState(
+            decoder_context=_shift_in(_gather_beams(state.decoder_context, parent), token, emit),
+            lm_context=_shift_in(_gather_beams(state.lm_context, parent), token, emit),
+            scores=new_scores,
+            hashes=hashes,
+        )
+        new_trace = _extend_trace(trace, parent, token, emit, frame_offset + t)
+        state = _where_active(active, new_state, state)
+        trace = _where_active(active, new_trace, _pad_history(trace, new_trace.tokens.shape[2]))
+    return state, trace
+
+
+def _extend_trace(trace: BeamTrace, parent: Tensor, token: Tensor, emit: Tensor, frame: Tensor) -> BeamTrace:
+    """Re-point the trace at the surviving parents and append ``token`` where ``emit`` (B, K)."""
+    lengths = _gather_beams(trace.lengths, parent)
+    tokens = _gather_beams(trace.tokens, parent)
+    frames = _gather_beams(trace.frames, parent)
+    if bool(emit.any()):
+        if int(lengths.max()) >= tokens.shape[2]:  # grow the history buffers
+            tokens = _pad_history_tensor(tokens, tokens.shape[2] + max(16, tokens.shape[2]))
+            frames = _pad_history_tensor(frames, tokens.shape[2])
+        position = lengths.unsqueeze(2)
+        absolute = frame.view(-1, 1).expand_as(token)
+        tokens = tokens.scatter(2, position, torch.where(emit, token, tokens.gather(2, position)[..., 0])[..., None])
+        frames = frames.scatter(2, position, torch.where(emit, absolute, frames.gather(2, position)[..., 0])[..., None])
+    return BeamTrace(origin=_gather_beams(trace.origin, parent), tokens=tokens, frames=frames,
+                     lengths=lengths + emit.long())
+
+
+def _pad_history_tensor(x: Tensor, length: int) -> Tensor:
+    if x.shape[2] >= length:
+        return x
+    return torch.cat([x, x.new_zeros(*x.shape[:2], length - x.shape[2])], dim=2)
+
+
+def _pad_history(trace: BeamTrace, length: int) -> BeamTrace:
+    return BeamTrace(origin=trace.origin, tokens=_pad_history_tensor(trace.tokens, length),
+                     frames=_pad_history_tensor(trace.frames, length), lengths=trace.lengths)
+
+
+def _where_active(active: Tensor, new, old):
+    """Rows where ``active`` (B,) take ``new``; the others keep ``old`` (same dataclass, same shapes)."""
+    if bool(active.all()):
+        return new
+    values = {}
+    for f in fields(new):
+        a, b = getattr(new, f.name), getattr(old, f.name)
+        values[f.name] = torch.where(active.view(-1, *([1] * (a.dim() - 1))), a, b)
+    return type(new)(**values)

@@ -1,0 +1,83 @@
+"""``asr-train lm``: build the token n-gram LM for shallow fusion and make it a model's default.
+
+The text is the training-text mixture of ``training.text_sources`` (held-out and CI
+sentences are never produced), drawn from its own seed, so the LM sees the same kind of
+language as the acoustic model but far more of it: text costs nothing, speech costs CPU
+hours. It is tokenized with the model's own tokenizer, because the LM scores the
+transducer's tokens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from server.model.checkpoint import CONFIG_FILE, read_config
+from server.model.ngram_lm import LM_FILE, build_ngram_lm
+from server.model.tokenizer import Tokenizer
+from training.text_sources import MixtureWeights, TrainingSentences
+
+# Fewer random word lists than the acoustic training mix: they teach the LM nothing about
+# word order, and the acoustic model already has them for vocabulary coverage.
+DEFAULT_LM_MIXTURE = "markov=0.45,wordfreq=0.10,everyday=0.45"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", type=Path, required=True, help="model directory (its tokenizer is used)")
+    parser.add_argument("--sentences", type=int, default=200_000, help="sentences of generated text")
+    parser.add_argument("--text", type=Path, help="use this text file (one sentence a line) instead")
+    parser.add_argument("--mixture", default=DEFAULT_LM_MIXTURE, help="text source weights (see synth --mixture)")
+    parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--order", type=int, default=4, help="n-gram order over tokens")
+    parser.add_argument("--min-count", type=int, default=1, help="drop highest-order n-grams seen fewer times")
+    parser.add_argument("--out", type=Path, help=f"LM file (default: MODEL/{LM_FILE})")
+    parser.add_argument("--set-default", action="store_true",
+                        help="write the LM and the search below into MODEL/config.json as its default decoding")
+    parser.add_argument("--beam", type=int, default=4)
+    parser.add_argument("--lm-weight", type=float, default=0.3)
+    parser.add_argument("--token-bonus", type=float, default=1.0)
+
+
+def generate_text(count: int, mixture: str, seed: int) -> list[str]:
+    sentences = TrainingSentences(MixtureWeights.parse(mixture))
+    rng = random.Random(seed)
+    return [sentences.sample(rng)[0] for _ in tqdm(range(count), desc="text", unit="sentence")]
+
+
+def set_default_decoding(model_dir: Path, lm_file: str, beam: int, lm_weight: float, token_bonus: float) -> None:
+    """Rewrite config.json's decoding section (validated through ModelConfig)."""
+    config = read_config(model_dir)
+    config.decoding = config.decoding.model_validate(
+        {"beam": beam, "lm_file": lm_file, "lm_weight": lm_weight, "token_bonus": token_bonus}
+    )
+    (model_dir / CONFIG_FILE).write_text(config.model_dump_json(indent=2) + "\n")
+
+
+def run(args: argparse.Namespace) -> int:
+    config = read_config(args.model)
+    tokenizer = Tokenizer(args.model / config.tokenizer.file, config.tokenizer.channel_change_token)
+    started = time.perf_counter()
+    if args.text:
+        text = [line.strip() for line in args.text.read_text().splitlines() if line.strip()]
+    else:
+        text = generate_text(args.sentences, args.mixture, args.seed)
+    sequences = [tokenizer.encode(line) for line in text]
+    lm = build_ngram_lm(sequences, tokenizer.vocab_size, order=args.order, min_count=args.min_count)
+    out = args.out or args.model / LM_FILE
+    info = {"sentences": len(text), "tokens": sum(map(len, sequences)), "order": args.order,
+            "min_count": args.min_count, "mixture": None if args.text else args.mixture,
+            "seed": None if args.text else args.seed, "text": str(args.text) if args.text else None}
+    lm.save(out, metadata=info)
+    if args.set_default:
+        if out.parent.resolve() != args.model.resolve():
+            raise SystemExit(f"--set-default needs the LM inside the model directory, not {out}")
+        set_default_decoding(args.model, out.name, args.beam, args.lm_weight, args.token_bonus)
+    info.update(file=str(out), entries=lm.num_entries, bytes=out.stat().st_size,
+                seconds=round(time.perf_counter() - started, 1))
+    print(json.dumps(info))
+    return 0
