@@ -2,14 +2,17 @@
 
 Prints figures and writes a JSON report. Usage:
     python benchmarks/decode_speed.py --manifest data/heldout/manifest.jsonl [--model DIR]
-        [--threads 1] [--streams 1 4 16] [--utterances 50] [--report reports/decode_speed.json]
+        [--threads 1] [--streams 1 4 16] [--utterances 50] [--beam 1 4] [--report reports/decode_speed.json]
 With --streams N, N copies of each utterance run as one batch per step (what the server's
 engine does under load); the real-time factor is compute time over total audio time.
+--beam runs each width (1 = greedy; more = beam search with the model's LM fusion);
+without it, the model's default search.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -26,16 +29,20 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--streams", type=int, nargs="+", default=[1])
     parser.add_argument("--utterances", type=int, default=50)
+    parser.add_argument("--beam", type=int, nargs="+", help="search widths to measure (default: the model's)")
     parser.add_argument("--report", type=Path, default=Path("reports/decode_speed.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = load_model(args.model)
     runs = []
-    for streams in args.streams:
-        result = real_time_factor(model, args.manifest, args.utterances, streams)
-        print(f"streams={streams:3d} threads={args.threads} RTF={result['real_time_factor']:.4f} "
-              f"({result['audio_seconds']:.0f} s audio in {result['compute_seconds']:.1f} s)")
-        runs.append(result)
+    for beam in args.beam or [model.default_search.beam]:
+        search = dataclasses.replace(model.default_search, beam=beam)
+        for streams in args.streams:
+            result = real_time_factor(model, args.manifest, args.utterances, streams, search=search)
+            result["beam"] = beam
+            print(f"beam={beam} streams={streams:3d} threads={args.threads} RTF={result['real_time_factor']:.4f} "
+                  f"({result['audio_seconds']:.0f} s audio in {result['compute_seconds']:.1f} s)")
+            runs.append(result)
     write_report(args.report, model, runs)
 
 

@@ -112,8 +112,10 @@ class ServerThread:
         max_wait_ms: float = 5.0,
         drain_timeout_s: float = 5.0,
         default_model: str | None = None,
+        beam_size: int | None = None,
     ) -> None:
         self.model_dirs = model_dirs
+        self.beam_size = beam_size
         self.max_streams = max_streams
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_ms / 1000
@@ -149,6 +151,7 @@ class ServerThread:
                 max_batch_size=self.max_batch_size,
                 max_wait_s=self.max_wait_s,
                 default=self.default_model,
+                beam_size=self.beam_size,
             )
             self.server = AsrServer(
                 registry,

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from server.model.beam_search import SearchConfig, relink
 from server.model.checkpoint import DEFAULT_MODEL_DIR, load_model
 from server.model.frontend import FbankStream
 from server.model.windowing import FeatureWindows
@@ -26,7 +27,7 @@ CI_SENTENCES = Path(__file__).resolve().parents[1] / "training" / "data" / "ci_s
 # session 2 measures 40% here (47.0% streaming on the noisier 200-sentence held-out set of
 # its MODEL_CARD.md). The bound guards against regressions of the serving path and weights
 # (a broken path gives ~100%); lower it as the model improves (issue target: 8%).
-MAX_STREAMING_WER = 0.50
+MAX_STREAMING_WER = {"default search": 0.50, "greedy": 0.50}
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
 
@@ -36,16 +37,21 @@ def _sentences() -> list[str]:
     return [line for line in lines if line and not line.startswith("#")]
 
 
-def _stream(model, samples: np.ndarray, rng: random.Random) -> str:
+def _stream(model, samples: np.ndarray, rng: random.Random, search: SearchConfig) -> str:
     fbank = FbankStream(model.config.features)
     windows = FeatureWindows(model.feature_window, model.feature_shift)
-    state = model.init_state(1)
-    tokens: list[int] = []
+    state = model.init_state(1, search=search)
+    tokens: list[int] = []  # greedy search
+    hypotheses: list[list[tuple[int, int]]] = [[] for _ in range(search.beam)]  # beam search
+    best = 0
 
     def run(window: np.ndarray, real: int) -> None:
-        nonlocal state
-        out = model.step(torch.from_numpy(window)[None], torch.tensor([real]), state)
-        tokens.extend(token for token, _ in out.tokens[0])
+        nonlocal state, hypotheses, best
+        out = model.step(torch.from_numpy(window)[None], torch.tensor([real]), state, search)
+        if out.trace is not None:
+            hypotheses, best = relink(hypotheses, out.trace, 0), out.best[0]
+        else:
+            tokens.extend(token for token, _ in out.tokens[0])
         state = out.state
 
     start = 0
@@ -57,12 +63,17 @@ def _stream(model, samples: np.ndarray, rng: random.Random) -> str:
             run(windows.pop_window(), model.feature_window)
     for window, real in windows.final_windows():
         run(window, real)
+    if search.beam > 1:
+        tokens = [token for token, _ in hypotheses[best]]
     return model.tokenizer.decode(tokens)
 
 
-def test_bundled_model_transcribes_unseen_voices_and_sentences() -> None:
+@pytest.mark.parametrize("mode", ["default search", "greedy"])
+def test_bundled_model_transcribes_unseen_voices_and_sentences(mode: str) -> None:
+    """The model's own search (beam 4 + token LM) and plain greedy search, chunk by chunk."""
     torch.set_num_threads(2)
     model = load_model(DEFAULT_MODEL_DIR)
+    search = SearchConfig() if mode == "greedy" else model.default_search
     rng = random.Random(1234)
     voices = sorted(voice_pool("heldout"))
     references, hypotheses = [], []
@@ -71,7 +82,7 @@ def test_bundled_model_transcribes_unseen_voices_and_sentences() -> None:
         samples, _ = synthesize_sentence(sentence, voice=voice, rate=rng.randint(140, 200),
                                          pitch=rng.randint(30, 70), sample_rate=model.config.sample_rate)
         references.append(normalize_text(sentence))
-        hypotheses.append(normalize_text(_stream(model, samples, rng)) or "<empty>")
+        hypotheses.append(normalize_text(_stream(model, samples, rng, search)) or "<empty>")
     wer = jiwer.wer(references, hypotheses)
-    print(f"bundled model streaming WER on {len(references)} CI sentences: {wer:.2%}")
-    assert wer <= MAX_STREAMING_WER, list(zip(references, hypotheses, strict=True))
+    print(f"bundled model, {mode}: streaming WER on {len(references)} CI sentences: {wer:.2%}")
+    assert wer <= MAX_STREAMING_WER[mode], list(zip(references, hypotheses, strict=True))

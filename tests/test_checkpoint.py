@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from server.model.checkpoint import CheckpointError, load_model, save_model
+from server.model.ngram_lm import build_ngram_lm
 
 
 def _copy(source: Path, tmp_path: Path) -> Path:
@@ -117,3 +118,44 @@ def test_decode_puts_single_spaces_between_words(random_model_dir: Path) -> None
     word = tokenizer.encode("the")
     text = tokenizer.decode(word + [boundary, boundary] + word)
     assert text == "the the"
+
+
+def _with_lm(random_model_dir: Path, tmp_path: Path, vocab_size: int | None = None) -> Path:
+    """A copy of the random model whose config asks for beam search with an LM file."""
+    from training.lm import set_default_decoding
+
+    model_dir = _copy(random_model_dir, tmp_path)
+    vocab = vocab_size or load_model(model_dir).tokenizer.vocab_size
+    build_ngram_lm([[1, 2, 3, 4], [2, 3, 5]] * 5, vocab, order=3).save(model_dir / "lm.safetensors")
+    set_default_decoding(model_dir, "lm.safetensors", beam=3, lm_weight=0.4, token_bonus=0.5)
+    return model_dir
+
+
+def test_default_search_with_lm_loads_and_survives_a_round_trip(random_model_dir: Path, tmp_path: Path) -> None:
+    model = load_model(_with_lm(random_model_dir, tmp_path))
+    search = model.default_search
+    assert (search.beam, search.lm_weight, search.token_bonus) == (3, 0.4, 0.5)
+    assert search.lm is not None and search.lm.order == 3
+    again = load_model(save_model(model, tmp_path / "again"))
+    assert again.default_search.beam == 3 and again.default_search.lm is not None
+    assert (tmp_path / "again" / "lm.safetensors").is_file()
+
+
+def test_missing_lm_file_is_named(random_model_dir: Path, tmp_path: Path) -> None:
+    model_dir = _with_lm(random_model_dir, tmp_path)
+    (model_dir / "lm.safetensors").unlink()
+    with pytest.raises(CheckpointError, match=r"lm\.safetensors: missing language model"):
+        load_model(model_dir)
+
+
+def test_lm_of_another_vocabulary_is_refused(random_model_dir: Path, tmp_path: Path) -> None:
+    model_dir = _with_lm(random_model_dir, tmp_path, vocab_size=500)
+    with pytest.raises(CheckpointError, match=r"lm\.safetensors: LM vocabulary 500 does not match"):
+        load_model(model_dir)
+
+
+def test_corrupt_lm_file_is_named(random_model_dir: Path, tmp_path: Path) -> None:
+    model_dir = _with_lm(random_model_dir, tmp_path)
+    (model_dir / "lm.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointError, match=r"lm\.safetensors: unreadable language model"):
+        load_model(model_dir)

@@ -261,12 +261,17 @@ def test_metrics_are_recorded_and_served(
 
 
 # -- real recognition (needs the trained bundled model) -----------------------------------------
-MAX_WER = 0.45  # over all streams, clean espeak-ng speech (default voice); the session-2 model measures 32%
+# Corpus WER over all streams, clean espeak-ng speech (default voice). Measured on the
+# step-5904 model: 32% greedy.
+MAX_WER = {"default search": 0.45, "greedy": 0.45}
 
 
-def test_trained_model_transcribes_ten_concurrent_streams() -> None:
+@pytest.mark.parametrize("beam_size", [None, 1], ids=["default search", "greedy"])
+def test_trained_model_transcribes_ten_concurrent_streams(beam_size: int | None) -> None:
+    """The bundled model's own search (beam + LM, partials may be revised) and greedy search."""
+    mode = "greedy" if beam_size == 1 else "default search"
     with (
-        ServerThread([DEFAULT_MODEL_DIR], max_wait_ms=20) as running,
+        ServerThread([DEFAULT_MODEL_DIR], max_wait_ms=20, beam_size=beam_size) as running,
         grpc.insecure_channel(running.target) as ch,
     ):
         trained = asr_pb2_grpc.RecognizerStub(ch)
@@ -281,5 +286,5 @@ def test_trained_model_transcribes_ten_concurrent_streams() -> None:
             together = list(pool.map(run, range(len(clips))))
     assert together == alone
     hypotheses = [" ".join(hypothesis) for hypothesis in together]
-    print(f"bundled model WER over {len(TEXTS)} concurrent streams: {jiwer.wer(TEXTS, hypotheses):.2%}")
-    assert jiwer.wer(TEXTS, hypotheses) <= MAX_WER, list(zip(TEXTS, hypotheses, strict=True))
+    print(f"bundled model, {mode}: WER over {len(TEXTS)} concurrent streams {jiwer.wer(TEXTS, hypotheses):.2%}")
+    assert jiwer.wer(TEXTS, hypotheses) <= MAX_WER[mode], list(zip(TEXTS, hypotheses, strict=True))

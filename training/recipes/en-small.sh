@@ -56,5 +56,9 @@ $FIT --resume --lr 7.7e-4 --spec-augment-after 100000 --bf16 --hold-lr-after 200
 mkdir -p models/en-small
 $BIN/python -c "from server.model.checkpoint import load_model, save_model; save_model(load_model('exp/en-small-v4/latest'), 'models/en-small')"
 cp exp/en-small-v4/latest/trainer.json models/en-small/
+# The token 4-gram LM and the default search (decision 0010; weight and bonus tuned on data/valid2:
+#   asr-train eval --manifest data/valid2/manifest.jsonl --beam 4 --lm-weight W --token-bonus B).
+$BIN/asr-train lm --model models/en-small --sentences 200000 --order 4 --set-default \
+    --beam 4 --lm-weight 0.45 --token-bonus 1.5
 $BIN/asr-train card --model models/en-small --heldout data/heldout/manifest.jsonl \
     --train-manifest data/train/manifest.jsonl
