@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from model_helpers import noisy_model, windows_of
+from model_helpers import noisy_model, round_robin_steps, windows_of
 
 from server.model.beam_search import (
     SearchConfig,
@@ -70,22 +70,9 @@ def test_batched_beam_streams_at_different_positions_equal_alone(model: Streamin
     rng = np.random.default_rng(1)
     utterances = [rng.standard_normal((n, 80)).astype(np.float32) for n in (157, 60, 111, 23)]
     expected = [_decode_alone(model, u, search) for u in utterances]
-    pending = [windows_of(model, u) for u in utterances]
-    start_at = [0, 2, 3, 5]
-    pool = model.init_state(len(utterances), search=search)
     hypotheses = [[[] for _ in range(search.beam)] for _ in utterances]
     best = [0] * len(utterances)
-    step = 0
-    while any(pending):
-        rows = [i for i, p in enumerate(pending) if p and step >= start_at[i]]
-        step += 1
-        if not rows:
-            continue
-        windows = [pending[i].pop(0) for i in rows]
-        index = torch.tensor(rows)
-        out = model.step(torch.from_numpy(np.stack([w for w, _ in windows])),
-                         torch.tensor([r for _, r in windows]), pool.select(index), search)
-        pool.assign_(index, out.state)
+    for rows, out in round_robin_steps(model, utterances, start_at=[0, 2, 3, 5], search=search):
         for position, row in enumerate(rows):
             hypotheses[row] = relink(hypotheses[row], out.trace, position)
             best[row] = out.best[position]

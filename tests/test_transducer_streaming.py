@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from model_helpers import noisy_model, windows_of
+from model_helpers import noisy_model, round_robin_steps, windows_of
 
 from server.model.transducer import StreamingTransducer
 
@@ -39,21 +39,8 @@ def test_batched_streams_at_different_positions_equal_alone(random_model_dir: Pa
     rng = np.random.default_rng(1)
     utterances = [rng.standard_normal((n, 80)).astype(np.float32) for n in (157, 60, 111, 23)]
     expected = [_decode_alone(model, u) for u in utterances]
-    pending = [windows_of(model, u) for u in utterances]
-    start_at = [0, 2, 3, 5]  # step index at which each stream joins
-    pool = model.init_state(len(utterances))
     results: list[list[tuple[int, int]]] = [[] for _ in utterances]
-    step = 0
-    while any(pending):
-        rows = [i for i, p in enumerate(pending) if p and step >= start_at[i]]
-        step += 1
-        if not rows:
-            continue
-        windows = [pending[i].pop(0) for i in rows]
-        index = torch.tensor(rows)
-        out = model.step(torch.from_numpy(np.stack([w for w, _ in windows])),
-                         torch.tensor([r for _, r in windows]), pool.select(index))
-        pool.assign_(index, out.state)
+    for rows, out in round_robin_steps(model, utterances, start_at=[0, 2, 3, 5]):  # joining at different steps
         for row, tokens in zip(rows, out.tokens, strict=True):
             results[row] += tokens
     assert results == expected
