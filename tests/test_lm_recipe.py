@@ -6,7 +6,9 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 import torch
 from safetensors import safe_open
 
@@ -43,3 +45,28 @@ def test_lm_command_builds_the_default_search(random_model_dir: Path, tmp_path: 
     forward = _mean_log_prob(search.lm, tokenizer.encode(sentence))
     backward = _mean_log_prob(search.lm, tokenizer.encode(" ".join(reversed(sentence.split()))))
     assert forward > backward + 0.1
+
+
+def test_model_card_reports_the_default_search_and_greedy(random_model_dir: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """``asr-train card`` on a model whose default is beam + LM measures both searches."""
+    model_dir = shutil.copytree(random_model_dir, tmp_path / "model")
+    assert main(["lm", "--model", str(model_dir), "--sentences", "200", "--mixture", "everyday=1", "--order", "3",
+                 "--set-default", "--beam", "2"]) == 0
+    rng = np.random.default_rng(0)
+    rows = []
+    for index, text in enumerate(["hello there", "see you soon"]):
+        path = tmp_path / f"{index}.wav"
+        sf.write(path, (0.1 * rng.standard_normal(16000)).astype(np.float32), 16000)
+        rows.append(json.dumps({"audio": str(path), "text": text, "duration": 1.0}))
+    manifest = tmp_path / "heldout.jsonl"
+    manifest.write_text("\n".join(rows) + "\n")
+    capsys.readouterr()
+    assert main(["card", "--model", str(model_dir), "--heldout", str(manifest), "--train-manifest",
+                 str(manifest)]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["streaming"]["search"]["beam"] == 2 and summary["greedy_streaming"]["utterances"] == 2
+    card = (model_dir / "MODEL_CARD.md").read_text()
+    assert "modified beam search, beam 2, 3-gram token LM" in card
+    assert "| streaming, greedy search (no LM) |" in card
+    assert "from 200 sentences" in card

@@ -56,6 +56,12 @@ def render_card(model, streaming: dict, offline: dict, speed: dict, data: dict, 
     c = model.config
     e = c.encoder
     default_search = _search_text(streaming["search"])
+    lm = model.default_search.lm
+    lm_line = "" if lm is None or model.default_search.beam == 1 else (
+        f"- LM: `asr-train lm`, {lm.order}-gram over the tokenizer's pieces, interpolated Kneser-Ney, "
+        f"{lm.num_entries} n-grams, from {lm.info.get('sentences', '?')} sentences "
+        f"({lm.info.get('tokens', '?')} tokens) of the text mixture {lm.info.get('mixture') or lm.info.get('text')}.\n"
+    )
     greedy_rows = "" if greedy is None else (
         f"| streaming, greedy search (no LM) | {greedy['wer']:.2%} | {greedy['cer']:.2%} |\n"
     )
@@ -102,7 +108,7 @@ Reproduce: `{command}`
 - Data: `asr-train synth` (espeak-ng): {data['utterances']} utterances, {data['hours']} hours,
   {data['voices']} voice/variant pairs, {data['words']} distinct words; text sources
   {data['sources']}; stored sample rates {data['sample_rates']}.
-- Recipe: `asr-train fit` (RNN-T loss plus an auxiliary CTC head used only in training, AdamW,
+{lm_line}- Recipe: `asr-train fit` (RNN-T loss plus an auxiliary CTC head used only in training, AdamW,
   warm-up + inverse-sqrt learning rate, short-utterances-first curriculum, dynamic chunk
   training with the serving mask most of the time, SpecAugment when switched on), CPU; the exact
   stages are in `training/recipes/en-small.sh`.
@@ -113,8 +119,10 @@ Reproduce: `{command}`
 ## Limitations
 
 Trained only on synthetic speech (espeak-ng formant voices): expect far higher error rates on
-human recordings. Homophones ("to / two / too") are resolved only by the two-token
-prediction network. Lowercase output without punctuation; numbers come out as words.
+human recordings. The LM knows only the generated training-text mixture (Wikipedia-style
+clauses, an everyday-English grammar, frequent words), so domain words outside it are
+harder. Interim results under beam search can revise earlier words; finals are stable.
+Lowercase output without punctuation; numbers come out as words.
 """
 
 

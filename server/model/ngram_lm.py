@@ -44,7 +44,8 @@ class TokenNgramLM:
     """
 
     def __init__(self, order: int, vocab_size: int, unigram: Tensor, context_keys: list[Tensor],
-                 lower_weights: list[Tensor], offsets: list[Tensor], tokens: list[Tensor], probs: list[Tensor]) -> None:
+                 lower_weights: list[Tensor], offsets: list[Tensor], tokens: list[Tensor], probs: list[Tensor],
+                 info: dict | None = None) -> None:
         tables = (context_keys, lower_weights, offsets, tokens, probs)
         if order < 1 or any(len(t) != order - 1 for t in tables):
             raise ValueError(f"an order-{order} LM needs {order - 1} tables of each kind")
@@ -61,6 +62,7 @@ class TokenNgramLM:
         self.offsets = [t.long() for t in offsets]
         self.tokens = [t.long() for t in tokens]
         self.probs = [t.float() for t in probs]
+        self.info = dict(info or {})  # provenance (text, sentences, ...) kept in the file's header
 
     @property
     def context_size(self) -> int:
@@ -73,7 +75,8 @@ class TokenNgramLM:
     def to(self, device: str | torch.device) -> TokenNgramLM:
         move = lambda ts: [t.to(device) for t in ts]  # noqa: E731
         return TokenNgramLM(self.order, self.vocab_size, self.unigram.to(device), move(self.context_keys),
-                            move(self.lower_weights), move(self.offsets), move(self.tokens), move(self.probs))
+                            move(self.lower_weights), move(self.offsets), move(self.tokens), move(self.probs),
+                            self.info)
 
     def log_probs(self, contexts: Tensor) -> Tensor:
         """contexts (N, order - 1) int64, oldest token first, blank-padded -> (N, V) log-probs."""
@@ -111,7 +114,7 @@ class TokenNgramLM:
             tensors[f"tokens_{k + 1}"] = self.tokens[k].to(torch.int16).contiguous()
             tensors[f"probs_{k + 1}"] = self.probs[k].to(torch.float16).contiguous()
         header = {"format_version": str(LM_FORMAT_VERSION), "order": str(self.order),
-                  "vocab_size": str(self.vocab_size), "info": json.dumps(metadata or {})}
+                  "vocab_size": str(self.vocab_size), "info": json.dumps(metadata or self.info)}
         save_file(tensors, str(path), metadata=header)
 
     @classmethod
@@ -132,7 +135,7 @@ class TokenNgramLM:
             except Exception as error:  # safetensors raises its own error types for missing tensors
                 raise ValueError(f"{path}: incomplete LM file ({error})") from error
         try:
-            return cls(order, vocab, unigram, **tables)
+            return cls(order, vocab, unigram, **tables, info=json.loads(header.get("info", "{}")))
         except ValueError as error:
             raise ValueError(f"{path}: {error}") from error
 
