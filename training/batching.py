@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from server.model.tokenizer import Tokenizer
-from training.features import FeatureCache
+from training.features import ConcatenatedCaches, FeatureCache
 
 
 @dataclass
@@ -40,7 +40,7 @@ def bucketed_batches(lengths: list[int], max_batch_frames: int, rng: random.Rand
     return batches
 
 
-def collate(cache: FeatureCache, indices: list[int], tokenizer: Tokenizer) -> Batch:
+def collate(cache: FeatureCache | ConcatenatedCaches, indices: list[int], tokenizer: Tokenizer) -> Batch:
     feats = [np.asarray(cache[i], dtype=np.float32) for i in indices]
     tokens = [tokenizer.encode(cache.texts[i]) for i in indices]
     batch = len(indices)

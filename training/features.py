@@ -6,11 +6,13 @@ audio every epoch (two CPU cores cannot afford that next to the model).
 
 from __future__ import annotations
 
+import bisect
 import json
 from multiprocessing import Pool
 from pathlib import Path
 
 import numpy as np
+import soxr
 from tqdm import tqdm
 
 from server.model.frontend import compute_fbank
@@ -20,25 +22,44 @@ FEATURES_FILE = "features.f16.npy"
 INDEX_FILE = "index.json"
 
 
-def _fbank_of(utterance: Utterance) -> np.ndarray:
+def perturb_speed(samples: np.ndarray, rate: int, factor: float) -> np.ndarray:
+    """Play (N,) float32 ``samples`` ``factor`` times faster, tempo and pitch together (sox's
+    ``speed``, as in Kaldi/icefall recipes): resample to ``rate / factor`` and keep calling it ``rate``."""
+    return soxr.resample(samples, rate, rate / factor).astype(np.float32)
+
+
+def _fbank_of(job: tuple[Utterance, float]) -> np.ndarray:
+    utterance, speed = job
     samples, rate = read_audio(utterance.audio)
+    if speed != 1.0:
+        samples = perturb_speed(samples, rate, speed)
     return compute_fbank(samples, rate).astype(np.float16)
 
 
-def build_feature_cache(manifest: Path, cache_dir: Path, jobs: int = 2) -> Path:
-    """Compute fbank for every utterance of ``manifest`` into ``cache_dir`` (skipped if present)."""
+def speed_cache_dir(cache_dir: Path, speed: float) -> Path:
+    """Where the copy of a cache at another ``speed`` lives: ``features-train-speed0.9``."""
+    cache_dir = Path(cache_dir)
+    return cache_dir if speed == 1.0 else cache_dir.with_name(f"{cache_dir.name}-speed{speed:g}")
+
+
+def build_feature_cache(manifest: Path, cache_dir: Path, jobs: int = 2, speed: float = 1.0) -> Path:
+    """Compute fbank for every utterance of ``manifest`` into ``cache_dir`` (skipped if present).
+
+    ``speed`` != 1 caches the speed-perturbed audio instead (``perturb_speed``).
+    """
     cache_dir = Path(cache_dir)
     if (cache_dir / INDEX_FILE).is_file():
         return cache_dir
     cache_dir.mkdir(parents=True, exist_ok=True)
     utterances = read_manifest(manifest)
     with Pool(jobs) as pool:
-        feats = list(tqdm(pool.imap(_fbank_of, utterances, chunksize=16), total=len(utterances),
-                          desc=f"fbank {manifest.name}"))
+        jobs_list = [(utterance, speed) for utterance in utterances]
+        feats = list(tqdm(pool.imap(_fbank_of, jobs_list, chunksize=16), total=len(utterances),
+                          desc=f"fbank {manifest.name} speed {speed:g}"))
     lengths = [f.shape[0] for f in feats]
     offsets = np.concatenate([[0], np.cumsum(lengths)]).tolist()
     np.save(cache_dir / FEATURES_FILE, np.concatenate(feats))
-    index = {"manifest": str(manifest), "offsets": offsets,
+    index = {"manifest": str(manifest), "offsets": offsets, "speed": speed,
              "texts": [u.text for u in utterances], "languages": [u.language for u in utterances]}
     (cache_dir / INDEX_FILE).write_text(json.dumps(index))
     return cache_dir
@@ -67,3 +88,46 @@ class FeatureCache:
         """Global CMVN statistics over (up to) the first ``max_frames`` frames."""
         sample = np.asarray(self.features[:max_frames], dtype=np.float64)
         return sample.mean(axis=0).astype(np.float32), np.maximum(sample.std(axis=0), 1e-3).astype(np.float32)
+
+
+class ConcatenatedCaches:
+    """Several caches as one data set (the speed-perturbed copies of a training set).
+
+    Same interface as ``FeatureCache``; utterance i of cache c has index sum(len of earlier) + i.
+    """
+
+    def __init__(self, caches: list[FeatureCache]) -> None:
+        if not caches:
+            raise ValueError("no caches to concatenate")
+        self.caches = caches
+        self.starts = np.cumsum([0] + [len(c) for c in caches]).tolist()
+        self.texts = [text for cache in caches for text in cache.texts]
+        self.languages = [language for cache in caches for language in cache.languages]
+
+    def __len__(self) -> int:
+        return self.starts[-1]
+
+    def _locate(self, i: int) -> tuple[FeatureCache, int]:
+        which = bisect.bisect_right(self.starts, i) - 1
+        return self.caches[which], i - self.starts[which]
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        cache, j = self._locate(i)
+        return cache[j]
+
+    def length(self, i: int) -> int:
+        cache, j = self._locate(i)
+        return cache.length(j)
+
+    def mean_std(self, max_frames: int = 2_000_000) -> tuple[np.ndarray, np.ndarray]:
+        """CMVN of the first cache (the unperturbed audio)."""
+        return self.caches[0].mean_std(max_frames)
+
+
+def training_features(
+    manifest: Path, cache_dir: Path, jobs: int, speeds: list[float]
+) -> FeatureCache | ConcatenatedCaches:
+    """The training set's cached features, with a copy per extra speed factor (1.0 is always in)."""
+    factors = [1.0] + sorted({s for s in speeds if s != 1.0})
+    caches = [FeatureCache(build_feature_cache(manifest, speed_cache_dir(cache_dir, s), jobs, s)) for s in factors]
+    return caches[0] if len(caches) == 1 else ConcatenatedCaches(caches)

@@ -28,7 +28,7 @@ from server.model.config import DecoderConfig, EncoderConfig, ModelConfig, Token
 from server.model.tokenizer import CHANNEL_CHANGE_PIECE, Tokenizer, train_tokenizer
 from server.model.transducer import StreamingTransducer
 from training.batching import Batch, bucketed_batches, collate, spec_augment
-from training.features import FeatureCache, build_feature_cache
+from training.features import ConcatenatedCaches, FeatureCache, build_feature_cache, training_features
 from training.rnnt_loss import rnnt_loss
 
 LATEST, BEST = "latest", "best"
@@ -79,6 +79,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "benchmarks/train_step_speed.py); the losses are computed in float32")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--jobs", type=int, default=2, help="processes for the feature cache")
+    parser.add_argument("--speed-perturb", type=float, nargs="*", default=[],
+                        help="also train on copies of the data at these speeds (e.g. 0.9 1.1; each is cached once)")
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -86,7 +88,9 @@ def _device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def build_new_model(args: argparse.Namespace, cache: FeatureCache, exp_dir: Path) -> StreamingTransducer:
+def build_new_model(
+    args: argparse.Namespace, cache: FeatureCache | ConcatenatedCaches, exp_dir: Path
+) -> StreamingTransducer:
     """Fresh model: tokenizer trained on the training texts, CMVN from the training features."""
     tokenizer_file = train_tokenizer(cache.texts, exp_dir / "tokenizer", args.vocab_size, [CHANNEL_CHANGE_PIECE])
     tokenizer = Tokenizer(tokenizer_file)
@@ -226,7 +230,7 @@ def run(args: argparse.Namespace) -> int:
     rng = random.Random(args.seed)
     exp_dir: Path = args.exp_dir
     exp_dir.mkdir(parents=True, exist_ok=True)
-    train = FeatureCache(build_feature_cache(args.train_manifest, exp_dir / "features-train", args.jobs))
+    train = training_features(args.train_manifest, exp_dir / "features-train", args.jobs, args.speed_perturb)
     valid = FeatureCache(build_feature_cache(args.valid_manifest, exp_dir / "features-valid", args.jobs))
     valid_indices = list(range(min(len(valid), args.valid_utterances)))
 
