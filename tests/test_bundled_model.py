@@ -23,11 +23,12 @@ from training.synth import synthesize_sentence, voice_pool
 from training.text_normalize import normalize_text
 
 CI_SENTENCES = Path(__file__).resolve().parents[1] / "training" / "data" / "ci_sentences.txt"
-# Stated bound for this test (clean held-out voices, everyday sentences): the model of
-# session 2 measures 40% here (47.0% streaming on the noisier 200-sentence held-out set of
-# its MODEL_CARD.md). The bound guards against regressions of the serving path and weights
-# (a broken path gives ~100%); lower it as the model improves (issue target: 8%).
-MAX_STREAMING_WER = {"default search": 0.50, "greedy": 0.50}
+# Stated bounds for this test (clean held-out voices, everyday sentences). The step-9700
+# model of session 3 measures 14.6% with its default search (beam 8 + token 4-gram LM) and
+# 31.0% greedy (22.8% / 36.7% on the noisier 200-sentence held-out set of its MODEL_CARD.md).
+# The bounds guard against regressions of the serving path, search and weights (a broken
+# path gives ~100%); lower them as the model improves (issue target: 8%).
+MAX_STREAMING_WER = {"default search": 0.25, "greedy": 0.45}
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
 

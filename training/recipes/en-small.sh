@@ -59,6 +59,6 @@ cp exp/en-small-v4/latest/trainer.json models/en-small/
 # The token 4-gram LM and the default search (decision 0010; weight and bonus tuned on data/valid2:
 #   asr-train eval --manifest data/valid2/manifest.jsonl --beam 4 --lm-weight W --token-bonus B).
 $BIN/asr-train lm --model models/en-small --sentences 200000 --order 4 --set-default \
-    --beam 4 --lm-weight 0.45 --token-bonus 1.5
+    --beam 8 --lm-weight 0.45 --token-bonus 1.5
 $BIN/asr-train card --model models/en-small --heldout data/heldout/manifest.jsonl \
     --train-manifest data/train/manifest.jsonl
