@@ -41,9 +41,13 @@ $FIT --resume --lr 1.2e-3 --spec-augment-after 100000 --bf16 --max-steps 2743
 # 4. Hold the learning rate of step 2000, then cool down linearly to 0 by step 5600; stopped at 5350.
 $FIT --resume --lr 1.2e-3 --spec-augment-after 100000 --bf16 --hold-lr-after 2000 --max-steps 5350 \
     --cooldown-steps 1000 --cooldown-end-step 5600
-# 5. A second short cycle: 3e-4 held, cooled to 0 by step 5950; stopped at 5904 = the bundled model.
+# 5. A second short cycle: 3e-4 held, cooled to 0 by step 5950; stopped at 5904 (bundled in session 2).
 $FIT --resume --lr 7.7e-4 --spec-augment-after 100000 --bf16 --hold-lr-after 2000 --max-steps 5904 \
-    --cooldown-steps 600 --cooldown-end-step 5950 "$@"
+    --cooldown-steps 600 --cooldown-end-step 5950
+# 6. Session 3: back to the held rate (4.65e-4), SpecAugment on from 7500, linear cool-down over
+#    steps 8500-9700 = the bundled model (restarted at 5-minute checkpoints to move the end step).
+$FIT --resume --lr 1.2e-3 --spec-augment-after 7500 --bf16 --hold-lr-after 2000 --max-steps 9700 \
+    --cooldown-steps 1200 --cooldown-end-step 9700
 # A new run would do all of this in one command:
 #   $FIT --lr 1.2e-3 --short-first-steps 1300 --spec-augment-after 100000 --bf16 --hold-lr-after 2000 \
 #        --max-steps N --cooldown-steps 1000
