@@ -14,6 +14,7 @@ from server.model.beam_search import (
     SearchConfig,
     _merge_duplicates,
     beam_search_frames,
+    beam_updates,
     init_beam_state,
     relink,
 )
@@ -44,8 +45,9 @@ def _decode_alone(model: StreamingTransducer, features: np.ndarray, search: Sear
     best = 0
     for window, real in windows_of(model, features):
         out = model.step(torch.from_numpy(window)[None], torch.tensor([real]), state, search)
-        hypotheses = relink(hypotheses, out.trace, 0)
-        state, best = out.state, out.best[0]
+        (update,) = beam_updates(out.trace, out.state.beam_scores)
+        hypotheses = relink(hypotheses, update)
+        state, best = out.state, update.best
     return hypotheses[best]
 
 
@@ -73,9 +75,9 @@ def test_batched_beam_streams_at_different_positions_equal_alone(model: Streamin
     hypotheses = [[[] for _ in range(search.beam)] for _ in utterances]
     best = [0] * len(utterances)
     for rows, out in round_robin_steps(model, utterances, start_at=[0, 2, 3, 5], search=search):
-        for position, row in enumerate(rows):
-            hypotheses[row] = relink(hypotheses[row], out.trace, position)
-            best[row] = out.best[position]
+        for row, update in zip(rows, beam_updates(out.trace, out.state.beam_scores), strict=True):
+            hypotheses[row] = relink(hypotheses[row], update)
+            best[row] = update.best
     assert [h[b] for h, b in zip(hypotheses, best, strict=True)] == expected
 
 
@@ -88,9 +90,10 @@ def test_beam_of_one_is_greedy_search_with_one_symbol_per_frame(model: Streaming
     with torch.no_grad():
         context = torch.zeros(3, model.config.decoder.context_size, dtype=torch.int64)
         greedy, _ = one_symbol.greedy_decode(encoder_out, lengths, context)
-        state = init_beam_state(3, 1, model.config.decoder.context_size, 0, model.tokenizer.blank_id)
-        _, trace = beam_search_frames(one_symbol, encoder_out, lengths, state)
-    assert [trace.added(b, 0) for b in range(3)] == greedy
+        beam_of_one = SearchConfig(beam=1)
+        state = init_beam_state(3, beam_of_one, model.config.decoder.context_size, model.tokenizer.blank_id)
+        state, trace = beam_search_frames(one_symbol, encoder_out, lengths, state, beam_of_one)
+    assert [update.added[0] for update in beam_updates(trace, state.scores)] == greedy
     assert sum(map(len, greedy)) > 0
 
 
@@ -112,13 +115,19 @@ def test_lm_fusion_pulls_the_search_towards_the_lm(model: StreamingTransducer) -
 
     def share_of_fives(search: SearchConfig) -> float:
         with torch.no_grad():
-            state = init_beam_state(2, search.beam, model.config.decoder.context_size, search.lm_context_size,
-                                    model.tokenizer.blank_id)
-            state, trace = beam_search_frames(model, encoder_out, lengths, state, lm=search.lm,
-                                              lm_weight=search.lm_weight, token_bonus=search.token_bonus)
-        tokens = [t for b in range(2) for t, _ in trace.added(b, int(state.scores[b].argmax()))]
+            state = init_beam_state(2, search, model.config.decoder.context_size, model.tokenizer.blank_id)
+            state, trace = beam_search_frames(model, encoder_out, lengths, state, search)
+        tokens = [t for update in beam_updates(trace, state.scores) for t, _ in update.added[update.best]]
         return sum(t == 5 for t in tokens) / max(len(tokens), 1)
 
     plain = SearchConfig(beam=4)
     fused = dataclasses.replace(plain, lm=fives, lm_weight=3.0, token_bonus=3.0)
     assert share_of_fives(fused) > 0.8 > share_of_fives(plain) + 0.3
+
+
+def test_state_made_for_another_search_is_refused(model: StreamingTransducer, lm: TokenNgramLM) -> None:
+    """A beam state without LM context cannot silently run a search that fuses an LM."""
+    state = init_beam_state(1, SearchConfig(beam=4), model.config.decoder.context_size, model.tokenizer.blank_id)
+    with pytest.raises(ValueError, match="make the state with the same SearchConfig"):
+        beam_search_frames(model, torch.randn(1, 3, model.config.encoder.d_model), torch.tensor([3]), state,
+                           _search(lm))

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from server.model.beam_search import SearchConfig, relink
+from server.model.beam_search import SearchConfig, beam_updates, relink
 from server.model.checkpoint import DEFAULT_MODEL_DIR, load_model
 from server.model.frontend import FbankStream
 from server.model.windowing import FeatureWindows
@@ -50,7 +50,8 @@ def _stream(model, samples: np.ndarray, rng: random.Random, search: SearchConfig
         nonlocal state, hypotheses, best
         out = model.step(torch.from_numpy(window)[None], torch.tensor([real]), state, search)
         if out.trace is not None:
-            hypotheses, best = relink(hypotheses, out.trace, 0), out.best[0]
+            (update,) = beam_updates(out.trace, out.state.beam_scores)
+            hypotheses, best = relink(hypotheses, update), update.best
         else:
             tokens.extend(token for token, _ in out.tokens[0])
         state = out.state

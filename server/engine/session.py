@@ -19,7 +19,7 @@ import numpy as np
 
 from server.engine.endpoint import EndpointConfig, Endpointer
 from server.engine.transcript import Result, Utterance, utterance_results
-from server.engine.worker import BeamUpdate
+from server.model.beam_search import BeamUpdate, relink
 from server.model.frontend import FbankStream
 from server.model.transducer import StreamingTransducer
 from server.model.windowing import FeatureWindows
@@ -227,9 +227,7 @@ class StreamSession:
             return None
         self._frames_done += num_frames
         if beams is not None:
-            previous = self._hypotheses or [[] for _ in beams.origins]
-            self._hypotheses = [previous[origin] + added for origin, added in zip(beams.origins, beams.added,
-                                                                                  strict=True)]
+            self._hypotheses = relink(self._hypotheses, beams)
             self._utterance = self._new_utterance()
             for token_id, frame in self._hypotheses[beams.best]:
                 self._utterance.add(token_id, frame)

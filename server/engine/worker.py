@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from server.model.beam_search import SearchConfig
+from server.model.beam_search import BeamUpdate, SearchConfig, beam_updates
 from server.model.transducer import StreamingTransducer
 
 
@@ -33,19 +33,6 @@ class StepRequest:
     init_language_weights: list[np.ndarray | None]
     # Slots whose stream just ended an utterance: decoder context back to blank.
     reset_slots: list[int]
-
-
-@dataclass
-class BeamUpdate:
-    """What one step did to a stream's K hypotheses (beam search), as plain Python data.
-
-    Hypothesis k after the step = hypothesis ``origins[k]`` before it + ``added[k]``
-    ((token_id, frame) pairs); ``best`` is the index of the best one now.
-    """
-
-    origins: list[int]
-    added: list[list[tuple[int, int]]]
-    best: int
 
 
 @dataclass
@@ -114,14 +101,7 @@ class ModelWorker:
             out = self.model.step(features, num_feature_frames, pool.select(rows), self.search)
             pool.assign_(rows, out.state)
             num_frames = out.num_frames.tolist()  # syncs the device, so the timing is real
-            beams = None
-            if out.trace is not None:
-                beams = [
-                    BeamUpdate(origins=out.trace.origin[row].tolist(),
-                               added=[out.trace.added(row, k) for k in range(self.search.beam)],
-                               best=out.best[row])
-                    for row in range(len(request.slots))
-                ]
+            beams = None if out.trace is None else beam_updates(out.trace, out.state.beam_scores)
             seconds = time.perf_counter() - start
         return StepResult(tokens=out.tokens, num_frames=num_frames, seconds=seconds, beams=beams)
 

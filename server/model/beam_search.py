@@ -57,21 +57,44 @@ class BeamTrace:
     frames: Tensor
     lengths: Tensor
 
-    def added(self, stream: int, hypothesis: int) -> list[tuple[int, int]]:
-        """(token, frame) pairs that ``hypothesis`` of ``stream`` added in this call."""
-        n = int(self.lengths[stream, hypothesis])
-        return list(zip(self.tokens[stream, hypothesis, :n].tolist(),
-                        self.frames[stream, hypothesis, :n].tolist(), strict=True))
+
+@dataclass
+class BeamUpdate:
+    """What one call did to one stream's K hypotheses, as plain Python data.
+
+    Hypothesis k after the call = hypothesis ``origins[k]`` before it + ``added[k]``
+    ((token_id, frame) pairs); ``best`` is the index of the best one now.
+    """
+
+    origins: list[int]
+    added: list[list[tuple[int, int]]]
+    best: int
 
 
-def relink(histories: list[list[tuple[int, int]]], trace: BeamTrace, stream: int) -> list[list[tuple[int, int]]]:
-    """One stream's K token histories after a call: origin's history + what was added."""
-    return [histories[origin] + trace.added(stream, k) for k, origin in enumerate(trace.origin[stream].tolist())]
+def beam_updates(trace: BeamTrace, scores: Tensor) -> list[BeamUpdate]:
+    """Per stream, the trace as Python lists; ``scores`` (B, K) are the new state's, for ``best``.
+
+    One device-to-host copy per tensor: this runs on every server step.
+    """
+    origins, tokens, frames = trace.origin.tolist(), trace.tokens.tolist(), trace.frames.tolist()
+    lengths, best = trace.lengths.tolist(), scores.argmax(dim=1).tolist()
+    return [
+        BeamUpdate(
+            origins=origins[b],
+            added=[list(zip(tokens[b][k][:n], frames[b][k][:n], strict=True)) for k, n in enumerate(lengths[b])],
+            best=best[b],
+        )
+        for b in range(len(origins))
+    ]
 
 
-def best_hypothesis(state: BeamState) -> list[int]:
-    """(B,) index of each stream's highest-scoring hypothesis, as a list."""
-    return state.scores.argmax(dim=1).tolist()
+def relink(histories: list[list[tuple[int, int]]] | None, update: BeamUpdate) -> list[list[tuple[int, int]]]:
+    """One stream's K token histories after a call: origin's history + what was added.
+
+    ``histories`` None means all empty (a fresh or reset stream).
+    """
+    previous = histories or [[] for _ in update.origins]
+    return [previous[origin] + added for origin, added in zip(update.origins, update.added, strict=True)]
 
 
 @dataclass(frozen=True)
@@ -90,8 +113,10 @@ class SearchConfig:
         return self.lm.context_size if self.lm is not None and self.lm_weight != 0.0 else 0
 
 
-def init_beam_state(batch: int, beam: int, context_size: int, lm_context_size: int, blank_id: int,
+def init_beam_state(batch: int, search: SearchConfig, context_size: int, blank_id: int,
                     device: torch.device | str = "cpu") -> BeamState:
+    """Fresh beams for ``batch`` streams: one live empty hypothesis, K - 1 unused slots."""
+    beam, lm_context_size = search.beam, search.lm_context_size
     scores = torch.full((batch, beam), float("-inf"), device=device)
     scores[:, 0] = 0.0
     return BeamState(
@@ -134,16 +159,15 @@ def beam_search_frames(
     encoder_out: Tensor,
     num_frames: Tensor,
     state: BeamState,
+    search: SearchConfig,
     frame_offset: Tensor | None = None,
-    lm: TokenNgramLM | None = None,
-    lm_weight: float = 0.0,
-    token_bonus: float = 0.0,
 ) -> tuple[BeamState, BeamTrace]:
     """Advance every stream's beam over its frames of ``encoder_out``.
 
     model: a ``StreamingTransducer`` (its ``decoder``, ``joiner`` and blank id are used).
-    encoder_out (B, T, D); num_frames (B,) valid frames per stream; frame_offset (B,)
-    absolute index of frame 0 (for token timestamps). Returns the new state and the trace.
+    encoder_out (B, T, D); num_frames (B,) valid frames per stream; ``state`` made for
+    ``search`` (``init_beam_state``); frame_offset (B,) absolute index of frame 0 (for token
+    timestamps). Returns the new state and the trace.
     """
     batch, num_steps, _ = encoder_out.shape
     beam = state.scores.shape[1]
@@ -151,7 +175,11 @@ def beam_search_frames(
     device = encoder_out.device
     if frame_offset is None:
         frame_offset = torch.zeros(batch, dtype=torch.int64, device=device)
-    use_lm = lm is not None and lm_weight != 0.0 and state.lm_context.shape[2] == lm.context_size
+    lm, lm_weight, token_bonus = search.lm, search.lm_weight, search.token_bonus
+    use_lm = search.lm_context_size > 0
+    if state.lm_context.shape[2] != search.lm_context_size:
+        raise ValueError(f"beam state has LM context {state.lm_context.shape[2]}, the search needs "
+                         f"{search.lm_context_size}: make the state with the same SearchConfig")
     trace = BeamTrace(
         origin=torch.arange(beam, device=device).expand(batch, beam).clone(),
         tokens=torch.zeros(batch, beam, 0, dtype=torch.int64, device=device),
@@ -168,13 +196,12 @@ def beam_search_frames(
         logits = model.joiner.output(torch.tanh(encoder_proj[:, t].unsqueeze(1) + decoder_proj))
         log_probs = logits.float().log_softmax(dim=-1)  # (B, K, V)
         vocab = log_probs.shape[-1]
+        # Fusion terms apply to tokens only: a blank neither advances the LM nor earns the bonus.
+        token_terms = torch.full_like(log_probs, token_bonus)
         if use_lm:
-            lm_scores = lm.log_probs(state.lm_context.view(batch * beam, -1)).view(batch, beam, vocab)
-            lm_scores[:, :, blank] = 0.0
-            log_probs = log_probs + lm_weight * lm_scores
-        if token_bonus != 0.0:
-            log_probs = log_probs + token_bonus
-            log_probs[:, :, blank] -= token_bonus
+            token_terms += lm_weight * lm.log_probs(state.lm_context.view(batch * beam, -1)).view(batch, beam, vocab)
+        token_terms[:, :, blank] = 0.0
+        log_probs = log_probs + token_terms
         candidates = (state.scores.unsqueeze(2) + log_probs).view(batch, beam * vocab)
         width = min(2 * beam, beam * vocab)
         top_scores, top_index = candidates.topk(width, dim=1)  # sorted descending

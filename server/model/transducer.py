@@ -17,7 +17,7 @@ from server.model.beam_search import (
     BeamTrace,
     SearchConfig,
     beam_search_frames,
-    best_hypothesis,
+    beam_updates,
     init_beam_state,
 )
 from server.model.config import ModelConfig
@@ -72,15 +72,14 @@ class StepOutput:
         chunk; None under beam search.
     num_frames: (B,) encoder frames this step produced per stream.
     state: the streams' new state.
-    trace: under beam search, what the chunk added to each stream's K hypotheses.
-    best: under beam search, (B,) index of each stream's best hypothesis.
+    trace: under beam search, what the chunk added to each stream's K hypotheses (the best
+        one is the highest of ``state.beam_scores``; ``beam_search.beam_updates`` has both).
     """
 
     tokens: list[list[tuple[int, int]]] | None
     num_frames: Tensor
     state: StreamState
     trace: BeamTrace | None = None
-    best: list[int] | None = None
 
 
 def state_beam(state: StreamState) -> BeamState:
@@ -145,8 +144,7 @@ class StreamingTransducer(nn.Module):
         language_weights = language_weights / language_weights.sum(dim=1, keepdim=True)
         context = torch.full((batch, self.config.decoder.context_size), self.tokenizer.blank_id,
                              dtype=torch.int64, device=device)
-        beam = init_beam_state(batch, search.beam, self.config.decoder.context_size, search.lm_context_size,
-                               self.tokenizer.blank_id, device)
+        beam = init_beam_state(batch, search, self.config.decoder.context_size, self.tokenizer.blank_id, device)
         return StreamState(decoder_context=context, language_weights=language_weights,
                            beam_decoder_context=beam.decoder_context, beam_lm_context=beam.lm_context,
                            beam_scores=beam.scores, beam_hashes=beam.hashes,
@@ -155,11 +153,14 @@ class StreamingTransducer(nn.Module):
     def reset_decoder(self, state: StreamState, rows: Tensor) -> None:
         """Start a new utterance for ``rows`` (N,): decoder context and beams back to the start, in place."""
         state.decoder_context[rows] = self.tokenizer.blank_id
-        state.beam_decoder_context[rows] = self.tokenizer.blank_id
+        # Fresh beams of the pool's shape: K hypotheses, the LM context size it was made with.
+        shape_of = SearchConfig(beam=state.beam_scores.shape[1])
+        fresh = init_beam_state(rows.numel(), shape_of, self.config.decoder.context_size, self.tokenizer.blank_id,
+                                state.beam_scores.device)
+        state.beam_decoder_context[rows] = fresh.decoder_context
         state.beam_lm_context[rows] = self.tokenizer.blank_id
-        state.beam_scores[rows] = float("-inf")
-        state.beam_scores[rows, 0] = 0.0
-        state.beam_hashes[rows] = 0
+        state.beam_scores[rows] = fresh.scores
+        state.beam_hashes[rows] = fresh.hashes
 
     @torch.inference_mode()
     def step(self, features: Tensor, num_feature_frames: Tensor, state: StreamState,
@@ -173,12 +174,10 @@ class StreamingTransducer(nn.Module):
             features, num_feature_frames, state.attn_keys, state.attn_values, state.conv_cache, state.chunks_done
         )
         frame_offset = state.chunks_done * self.config.encoder.chunk_size
-        tokens, trace, best = None, None, None
+        tokens, trace = None, None
         context, beam = state.decoder_context, state_beam(state)
         if search.beam > 1:
-            beam, trace = beam_search_frames(self, encoder_out, num_frames, beam, frame_offset, search.lm,
-                                             search.lm_weight, search.token_bonus)
-            best = best_hypothesis(beam)
+            beam, trace = beam_search_frames(self, encoder_out, num_frames, beam, search, frame_offset)
         else:
             tokens, context = self.greedy_decode(encoder_out, num_frames, state.decoder_context, frame_offset)
         new_state = StreamState(
@@ -193,7 +192,7 @@ class StreamingTransducer(nn.Module):
             beam_scores=beam.scores,
             beam_hashes=beam.hashes,
         )
-        return StepOutput(tokens=tokens, num_frames=num_frames, state=new_state, trace=trace, best=best)
+        return StepOutput(tokens=tokens, num_frames=num_frames, state=new_state, trace=trace)
 
     def greedy_decode(
         self, encoder_out: Tensor, num_frames: Tensor, context: Tensor, frame_offset: Tensor | None = None
@@ -245,11 +244,10 @@ class StreamingTransducer(nn.Module):
                                             left_chunks=-1 if streaming else None)
         search = search or self.default_search
         if search.beam > 1:
-            state = init_beam_state(features.shape[0], search.beam, self.config.decoder.context_size,
-                                    search.lm_context_size, self.tokenizer.blank_id, features.device)
-            state, trace = beam_search_frames(self, encoder_out, lengths, state, lm=search.lm,
-                                              lm_weight=search.lm_weight, token_bonus=search.token_bonus)
-            return [trace.added(b, k) for b, k in enumerate(best_hypothesis(state))]
+            state = init_beam_state(features.shape[0], search, self.config.decoder.context_size,
+                                    self.tokenizer.blank_id, features.device)
+            state, trace = beam_search_frames(self, encoder_out, lengths, state, search)
+            return [update.added[update.best] for update in beam_updates(trace, state.scores)]
         context = torch.full((features.shape[0], self.config.decoder.context_size), self.tokenizer.blank_id,
                              dtype=torch.int64, device=features.device)
         tokens, _ = self.greedy_decode(encoder_out, lengths, context)
