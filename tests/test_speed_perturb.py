@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from training.features import ConcatenatedCaches, FeatureCache, training_features
@@ -45,3 +46,25 @@ def test_speed_copies_change_duration_and_pitch_and_join_one_data_set(tmp_path: 
 def test_no_speeds_is_the_plain_cache(tmp_path: Path) -> None:
     data = training_features(_tone_manifest(tmp_path), tmp_path / "features-train", jobs=1, speeds=[])
     assert isinstance(data, FeatureCache) and len(data) == 2
+
+
+def test_several_manifests_are_one_training_set_with_a_cache_each(tmp_path: Path) -> None:
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    manifests = [_tone_manifest(first), _tone_manifest(second)]
+    data = training_features(manifests, tmp_path / "exp" / "features-train", jobs=1, speeds=[0.9])
+    assert isinstance(data, ConcatenatedCaches) and len(data) == 8
+    # Order: each manifest, each at every speed, so a later set never shifts an earlier one's indices.
+    assert [len(cache) for cache in data.caches] == [2, 2, 2, 2]
+    for name in ("features-train", "features-train-speed0.9", "features-train-set2", "features-train-set2-speed0.9"):
+        assert (tmp_path / "exp" / name / "index.json").is_file()
+    assert np.array_equal(data[0], data[4])  # the same tones: the same features
+
+
+def test_a_cache_is_never_reused_for_another_manifest(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    training_features(_tone_manifest(tmp_path / "a"), tmp_path / "features-train", jobs=1, speeds=[])
+    with pytest.raises(ValueError, match="holds the features of"):
+        training_features(_tone_manifest(tmp_path / "b"), tmp_path / "features-train", jobs=1, speeds=[])

@@ -276,3 +276,30 @@ def test_command_line_with_sentence_file(tmp_path: Path) -> None:
     assert synth.run(args) == 0
     rows = _read_manifest(tmp_path / "out" / "manifest.jsonl")
     assert [row["text"] for row in rows] == ["hello there friend", "see you soon", "hello there friend"]
+
+
+def _espeak_crash_on(numbers: set[int], real_render=synth.render_utterance):
+    """``render_utterance`` that fails like an espeak-ng crash (it segfaulted on one voice in a real run)."""
+
+    def render(spec: synth.UtteranceSpec) -> np.ndarray:
+        if spec.number in numbers:
+            raise RuntimeError(f"espeak-ng failed (-11) for voice {spec.voice!r}: ")
+        return real_render(spec)
+
+    return render
+
+
+@needs_espeak
+def test_an_espeak_crash_skips_the_utterance_not_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(synth, "render_utterance", _espeak_crash_on({2}))
+    rows = _read_manifest(synth.synthesize(tmp_path, 4, seed=3, split="train", jobs=1, progress=False))
+    assert [row["index"] for row in rows] == [1, 3, 4]
+    assert not (tmp_path / "audio" / "0000002.wav").exists()
+
+
+@needs_espeak
+def test_many_espeak_failures_stop_the_run_without_a_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(synth, "render_utterance", _espeak_crash_on({1, 2, 3}))
+    with pytest.raises(RuntimeError, match="failed on 3 of 4 utterances"):
+        synth.synthesize(tmp_path, 4, seed=3, split="train", jobs=1, progress=False)
+    assert not (tmp_path / "manifest.jsonl").exists()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import json
+from collections.abc import Sequence
 from multiprocessing import Pool
 from pathlib import Path
 
@@ -49,6 +50,11 @@ def build_feature_cache(manifest: Path, cache_dir: Path, jobs: int = 2, speed: f
     """
     cache_dir = Path(cache_dir)
     if (cache_dir / INDEX_FILE).is_file():
+        cached_from = json.loads((cache_dir / INDEX_FILE).read_text())["manifest"]
+        if Path(cached_from).resolve() != Path(manifest).resolve():
+            # A cache silently reused for another manifest would train on the wrong data.
+            raise ValueError(f"{cache_dir} holds the features of {cached_from}, not of {manifest}: "
+                             f"remove it or use another --exp-dir")
         return cache_dir
     cache_dir.mkdir(parents=True, exist_ok=True)
     utterances = read_manifest(manifest)
@@ -91,7 +97,7 @@ class FeatureCache:
 
 
 class ConcatenatedCaches:
-    """Several caches as one data set (the speed-perturbed copies of a training set).
+    """Several caches as one data set (training sets and their speed-perturbed copies).
 
     Same interface as ``FeatureCache``; utterance i of cache c has index sum(len of earlier) + i.
     """
@@ -120,14 +126,29 @@ class ConcatenatedCaches:
         return cache.length(j)
 
     def mean_std(self, max_frames: int = 2_000_000) -> tuple[np.ndarray, np.ndarray]:
-        """CMVN of the first cache (the unperturbed audio)."""
+        """CMVN of the first cache (the first training set's unperturbed audio)."""
         return self.caches[0].mean_std(max_frames)
 
 
+def set_cache_dir(cache_dir: Path, set_number: int) -> Path:
+    """Where the cache of the n-th training manifest lives: the first in ``cache_dir``, then ``…-set2``."""
+    cache_dir = Path(cache_dir)
+    return cache_dir if set_number == 1 else cache_dir.with_name(f"{cache_dir.name}-set{set_number}")
+
+
 def training_features(
-    manifest: Path, cache_dir: Path, jobs: int, speeds: list[float]
+    manifests: Path | Sequence[Path], cache_dir: Path, jobs: int, speeds: list[float]
 ) -> FeatureCache | ConcatenatedCaches:
-    """The training set's cached features, with a copy per extra speed factor (1.0 is always in)."""
+    """The training sets' cached features, each with a copy per extra speed factor (1.0 is always in).
+
+    Several manifests (a data set synthesized later, say) are one training set; each keeps its own
+    cache, so adding a manifest never rebuilds the caches of the earlier ones.
+    """
+    manifests = [Path(manifests)] if isinstance(manifests, (str, Path)) else [Path(m) for m in manifests]
     factors = [1.0] + sorted({s for s in speeds if s != 1.0})
-    caches = [FeatureCache(build_feature_cache(manifest, speed_cache_dir(cache_dir, s), jobs, s)) for s in factors]
+    caches = [
+        FeatureCache(build_feature_cache(manifest, speed_cache_dir(set_cache_dir(cache_dir, number), s), jobs, s))
+        for number, manifest in enumerate(manifests, 1)
+        for s in factors
+    ]
     return caches[0] if len(caches) == 1 else ConcatenatedCaches(caches)

@@ -36,7 +36,8 @@ CTC_HEAD_FILE = "ctc_head.safetensors"  # training-only auxiliary head, kept bes
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--train-manifest", type=Path, required=True)
+    parser.add_argument("--train-manifest", type=Path, nargs="+", required=True,
+                        help="one or more manifests, trained on as one set (each gets its own feature cache)")
     parser.add_argument("--valid-manifest", type=Path, required=True)
     parser.add_argument("--exp-dir", type=Path, required=True, help="checkpoints and logs go here")
     parser.add_argument("--name", default="en-small", help="model name written into config.json")

@@ -27,13 +27,14 @@ from training.speed import real_time_factor
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, required=True, help="model directory to measure and describe")
     parser.add_argument("--heldout", type=Path, required=True, help="held-out manifest (unseen voices and sentences)")
-    parser.add_argument("--train-manifest", type=Path, required=True, help="the manifest the model was trained on")
+    parser.add_argument("--train-manifest", type=Path, nargs="+", required=True,
+                        help="the manifest(s) the model was trained on")
     parser.add_argument("--trainer-json", type=Path, help="trainer.json (default: MODEL/trainer.json)")
     parser.add_argument("--speed-utterances", type=int, default=30)
 
 
-def _training_data_summary(manifest: Path) -> dict:
-    rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
+def _training_data_summary(manifests: list[Path]) -> dict:
+    rows = [json.loads(line) for manifest in manifests for line in manifest.read_text().splitlines() if line.strip()]
     return {
         "utterances": len(rows),
         "hours": round(sum(r.get("duration", 0.0) for r in rows) / 3600, 1),

@@ -28,7 +28,7 @@ import subprocess
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TextIO
 from xml.sax.saxutils import escape
 
 import numpy as np
@@ -338,10 +338,18 @@ def _to_pcm16(audio: np.ndarray) -> np.ndarray:
     return np.clip(np.round(audio * 32767.0), -32768, 32767).astype(np.int16)
 
 
-def _render_task(task: tuple[UtteranceSpec, str, str, int]) -> dict:
-    """Worker: render one utterance, write its WAV, return its manifest line."""
+def _render_task(task: tuple[UtteranceSpec, str, str, int]) -> dict | None:
+    """Worker: render one utterance, write its WAV, return its manifest line (None: espeak-ng failed).
+
+    Some voice/variant/prosody combinations crash espeak-ng (seen: a segfault, -11, for
+    ``en-gb-scotland+Demonic``); one such utterance must not end a 30,000-utterance run.
+    """
     spec, out_dir, split, seed = task
-    audio = render_utterance(spec)
+    try:
+        audio = render_utterance(spec)
+    except RuntimeError as error:
+        log.warning("skipped utterance %d: %s", spec.number, error)
+        return None
     sf.write(os.path.join(out_dir, spec.audio_path), _to_pcm16(audio), spec.sample_rate, subtype="PCM_16")
     return {
         "audio": spec.audio_path,
@@ -439,23 +447,34 @@ def synthesize(
     )
     manifest = out_dir / "manifest.jsonl"
     partial = manifest.with_name(manifest.name + ".partial")
+    skipped = 0
     with (
         partial.open("w", encoding="utf-8") as sink,
         tqdm(total=num_utterances, unit="utt", desc=f"synth {split}", disable=not progress) as bar,
     ):
         if jobs == 1:
-            rows: Iterator[dict] = map(_render_task, tasks)
-            for row in rows:
-                sink.write(json.dumps(row) + "\n")
-                bar.update()
+            skipped = _write_rows(map(_render_task, tasks), sink, bar)
         else:
             # spawn: workers never inherit the parent's threads (torch) or its 450 MB Markov model.
             with multiprocessing.get_context("spawn").Pool(jobs) as pool:
-                for row in pool.imap(_render_task, tasks, chunksize=4):
-                    sink.write(json.dumps(row) + "\n")
-                    bar.update()
+                skipped = _write_rows(pool.imap(_render_task, tasks, chunksize=4), sink, bar)
+    if skipped > max(1, num_utterances // 100):
+        raise RuntimeError(f"espeak-ng failed on {skipped} of {num_utterances} utterances (see the warnings); "
+                           f"partial manifest left at {partial}")
     partial.replace(manifest)
     return manifest
+
+
+def _write_rows(rows: Iterator[dict | None], sink: TextIO, bar: tqdm) -> int:
+    """Write each rendered utterance's manifest line; return how many failed (None rows)."""
+    skipped = 0
+    for row in rows:
+        if row is None:
+            skipped += 1
+        else:
+            sink.write(json.dumps(row) + "\n")
+        bar.update()
+    return skipped
 
 
 # ---------------------------------------------------------------------------- command line
