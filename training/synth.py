@@ -341,8 +341,8 @@ def _to_pcm16(audio: np.ndarray) -> np.ndarray:
 def _render_task(task: tuple[UtteranceSpec, str, str, int]) -> dict | None:
     """Worker: render one utterance, write its WAV, return its manifest line (None: espeak-ng failed).
 
-    Some voice/variant/prosody combinations crash espeak-ng (seen: a segfault, -11, for
-    ``en-gb-scotland+Demonic``); one such utterance must not end a 30,000-utterance run.
+    ``render_utterance`` already retries a crashed variant with its base voice; should that
+    fail too, one utterance must not end a 30,000-utterance run.
     """
     spec, out_dir, split, seed = task
     try:

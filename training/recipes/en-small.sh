@@ -7,6 +7,8 @@ cd "$(dirname "$0")/../.."
 BIN=.venv/bin
 
 $BIN/asr-train synth --out data/train --num-utterances 30000 --seed 1 --split train --jobs 2
+# A second, fresh training set (session 4; 20.8 h, other sentences: seed 5), added from stage 7 on.
+$BIN/asr-train synth --out data/train2 --num-utterances 20000 --seed 5 --split train --jobs 2
 $BIN/asr-train synth --out data/heldout --num-utterances 200 --seed 3 --split heldout --jobs 2 \
     --sentences training/data/heldout_sentences.txt
 
@@ -48,6 +50,9 @@ $FIT --resume --lr 7.7e-4 --spec-augment-after 100000 --bf16 --hold-lr-after 200
 #    steps 8500-9700 = the bundled model (restarted at 5-minute checkpoints to move the end step).
 $FIT --resume --lr 1.2e-3 --spec-augment-after 7500 --bf16 --hold-lr-after 2000 --max-steps 9700 \
     --cooldown-steps 1200 --cooldown-end-step 9700
+# 7. Session 4: data/train2 added (44 h in all), the held rate again, cool-down to 0 at the end step.
+$FIT --train-manifest data/train/manifest.jsonl data/train2/manifest.jsonl --resume --lr 1.2e-3 \
+    --spec-augment-after 7500 --bf16 --hold-lr-after 2000 --max-steps END --cooldown-steps 1600 --cooldown-end-step END
 # A new run would do all of this in one command:
 #   $FIT --lr 1.2e-3 --short-first-steps 1300 --spec-augment-after 100000 --bf16 --hold-lr-after 2000 \
 #        --max-steps N --cooldown-steps 1000
