@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import math
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +17,11 @@ from server.engine.engine import Engine
 from server.engine.session import MAX_BACKLOG_SECONDS, SessionOptions, Update
 from server.engine.slots import SlotAllocator, SlotExhaustedError
 from server.engine.transcript import Utterance, utterance_results, words_of
-from server.model.beam_search import SearchConfig
+from server.model.beam_search import SearchConfig, beam_search_frames, beam_updates, init_beam_state
 from server.model.checkpoint import load_model
 from server.model.frontend import compute_fbank
 from server.model.ngram_lm import build_ngram_lm
+from server.model.rescoring import Rescorer, build_word_lm
 
 
 class FakeTokenizer:
@@ -129,7 +132,21 @@ async def _run_session(
     return updates
 
 
-@pytest.mark.parametrize("method", ["greedy", "beam+lm"])
+def _rescorer_for_a_runner_up(model, features: np.ndarray, search: SearchConfig) -> tuple[Rescorer, str]:
+    """A word-LM rescorer that knows only one non-best hypothesis of the whole-utterance search,
+    so it must overrule the search's choice; returns it with that hypothesis' text."""
+    state = init_beam_state(1, search, model.config.decoder.context_size, model.tokenizer.blank_id)
+    encoder_out, lengths = model.encoder(torch.from_numpy(features)[None], torch.tensor([features.shape[0]]),
+                                         chunk_size=-1, left_chunks=-1)
+    state, trace = beam_search_frames(model, encoder_out, lengths, state, search)
+    update = beam_updates(trace, state.scores)[0]
+    texts = [model.tokenizer.decode([t for t, _ in hypothesis]).strip() for hypothesis in update.added]
+    runner_up = next(text for k, text in enumerate(texts)
+                     if k != update.best and update.scores[k] > -math.inf and text != texts[update.best])
+    return Rescorer(build_word_lm([runner_up] * 10, order=2, min_count=1), weight=5.0, oov_penalty=20.0), runner_up
+
+
+@pytest.mark.parametrize("method", ["greedy", "beam+lm", "beam+lm+rescoring"])
 def test_engine_equals_whole_utterance_decoding(random_model_dir: Path, method: str) -> None:
     """One stream through fbank, windows, slots and the scheduler decodes like the model offline.
 
@@ -138,17 +155,22 @@ def test_engine_equals_whole_utterance_decoding(random_model_dir: Path, method: 
     """
     model = noisy_model(random_model_dir)
     search = SearchConfig()
-    if method == "beam+lm":
+    if method.startswith("beam+lm"):
         rng = np.random.default_rng(5)
         vocab = model.tokenizer.vocab_size
         lm = build_ngram_lm([rng.integers(1, vocab, size=8).tolist() for _ in range(200)], vocab, order=3)
         search = SearchConfig(beam=4, lm=lm, lm_weight=0.5, token_bonus=0.5)
     audio = _sine_noise(2.3, seed=0)
     features = compute_fbank(audio, 16000, model.config.features)
+    if method == "beam+lm+rescoring":
+        rescorer, runner_up = _rescorer_for_a_runner_up(model, features, search)
+        search = dataclasses.replace(search, rescorer=rescorer)
     offline = model.transcribe_batch(torch.from_numpy(features)[None], torch.tensor([features.shape[0]]),
                                      search=search)[0]
     assert offline, "the noisy random model should emit tokens"
     expected = model.tokenizer.decode([t for t, _ in offline]).strip()
+    if method == "beam+lm+rescoring":
+        assert expected == runner_up  # the rescorer, not the search score, chose the final
     no_endpoints = SessionOptions(
         endpoint=EndpointConfig(trailing_silence_ms=60_000, max_utterance_ms=60_000)
     )

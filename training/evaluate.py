@@ -19,6 +19,7 @@ from server.model.beam_search import SearchConfig
 from server.model.checkpoint import DEFAULT_MODEL_DIR, load_model
 from server.model.frontend import compute_fbank
 from server.model.ngram_lm import TokenNgramLM
+from server.model.rescoring import Rescorer, WordLM
 from server.model.transducer import StreamingTransducer
 from training.manifest import read_audio, read_manifest
 from training.text_normalize import normalize_text
@@ -35,6 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lm", type=Path, help="token n-gram LM for shallow fusion (default: the model's)")
     parser.add_argument("--lm-weight", type=float, help="LM weight in beam search (default: the model's)")
     parser.add_argument("--token-bonus", type=float, help="score added per emitted token (default: the model's)")
+    parser.add_argument("--word-lm", type=Path, help="word LM rescoring final hypotheses (default: the model's)")
+    parser.add_argument("--no-rescoring", action="store_true", help="final result = best search score")
+    parser.add_argument("--rescore-weight", type=float, help="word LM weight in rescoring (default: the model's)")
+    parser.add_argument("--word-bonus", type=float, help="rescoring score per word (default: the model's)")
+    parser.add_argument("--oov-penalty", type=float, help="rescoring penalty per unknown word (default: the model's)")
 
 
 def search_from_arguments(model: StreamingTransducer, args: argparse.Namespace) -> SearchConfig:
@@ -46,6 +52,21 @@ def search_from_arguments(model: StreamingTransducer, args: argparse.Namespace) 
         lm=lm,
         lm_weight=0.0 if lm is None else (default.lm_weight if args.lm_weight is None else args.lm_weight),
         token_bonus=default.token_bonus if args.token_bonus is None else args.token_bonus,
+        rescorer=None if args.no_rescoring else rescorer_from_arguments(default.rescorer, args),
+    )
+
+
+def rescorer_from_arguments(default: Rescorer | None, args: argparse.Namespace) -> Rescorer | None:
+    """The model's rescorer (or one with ``--word-lm``), its weights replaced where given."""
+    lm = WordLM.load(args.word_lm) if args.word_lm else (default.lm if default else None)
+    if lm is None:
+        return None
+    base = default or Rescorer(lm, weight=0.5)
+    return Rescorer(
+        lm,
+        weight=base.weight if args.rescore_weight is None else args.rescore_weight,
+        word_bonus=base.word_bonus if args.word_bonus is None else args.word_bonus,
+        oov_penalty=base.oov_penalty if args.oov_penalty is None else args.oov_penalty,
     )
 
 
@@ -101,7 +122,8 @@ def describe_search(search: SearchConfig) -> dict:
     if search.beam == 1:
         return {"beam": 1, "method": "greedy"}
     return {"beam": search.beam, "method": "modified beam search", "lm_order": search.lm.order if search.lm else None,
-            "lm_weight": search.lm_weight, "token_bonus": search.token_bonus}
+            "lm_weight": search.lm_weight, "token_bonus": search.token_bonus,
+            "rescoring": search.rescorer.describe() if search.rescorer else None}
 
 
 def run(args: argparse.Namespace) -> int:

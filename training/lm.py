@@ -1,4 +1,5 @@
-"""``asr-train lm``: build the token n-gram LM for shallow fusion and make it a model's default.
+"""``asr-train lm``: build the token n-gram LM for shallow fusion (or, with ``--words``, the word
+n-gram LM that rescores final results) and make it a model's default.
 
 The text is the training-text mixture of ``training.text_sources`` (held-out and CI
 sentences are never produced), drawn from its own seed, so the LM sees the same kind of
@@ -18,7 +19,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from server.model.checkpoint import CONFIG_FILE, read_config
+from server.model.config import RescoringConfig
 from server.model.ngram_lm import LM_FILE, build_ngram_lm
+from server.model.rescoring import MAX_WORDS, WORD_LM_FILE, build_word_lm
 from server.model.tokenizer import Tokenizer
 from training.text_sources import MixtureWeights, TrainingSentences
 
@@ -33,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--text", type=Path, help="use this text file (one sentence a line) instead")
     parser.add_argument("--mixture", default=DEFAULT_LM_MIXTURE, help="text source weights (see synth --mixture)")
     parser.add_argument("--seed", type=int, default=1234)
-    parser.add_argument("--order", type=int, default=4, help="n-gram order over tokens")
+    parser.add_argument("--order", type=int, help="n-gram order (default: 4 over tokens, 3 with --words)")
     parser.add_argument("--min-count", type=int, default=1, help="drop highest-order n-grams seen fewer times")
     parser.add_argument("--out", type=Path, help=f"LM file (default: MODEL/{LM_FILE})")
     parser.add_argument("--set-default", action="store_true",
@@ -41,6 +44,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--beam", type=int, default=4)
     parser.add_argument("--lm-weight", type=float, default=0.3)
     parser.add_argument("--token-bonus", type=float, default=1.0)
+    words = parser.add_argument_group("word LM for rescoring final results (instead of the token LM)")
+    words.add_argument("--words", action="store_true",
+                       help=f"build the word LM (default file MODEL/{WORD_LM_FILE}); --order is then over words")
+    words.add_argument("--max-words", type=int, default=MAX_WORDS, help="vocabulary: the most frequent words")
+    words.add_argument("--min-word-count", type=int, default=2, help="rarer words count as the unknown word")
+    words.add_argument("--rescore-weight", type=float, default=0.5, help="with --set-default")
+    words.add_argument("--word-bonus", type=float, default=0.0, help="with --set-default")
+    words.add_argument("--oov-penalty", type=float, default=0.0, help="with --set-default")
 
 
 def generate_text(count: int, mixture: str, seed: int) -> list[str]:
@@ -53,8 +64,18 @@ def set_default_decoding(model_dir: Path, lm_file: str, beam: int, lm_weight: fl
     """Rewrite config.json's decoding section (validated through ModelConfig)."""
     config = read_config(model_dir)
     config.decoding = config.decoding.model_validate(
-        {"beam": beam, "lm_file": lm_file, "lm_weight": lm_weight, "token_bonus": token_bonus}
+        {"beam": beam, "lm_file": lm_file, "lm_weight": lm_weight, "token_bonus": token_bonus,
+         "rescoring": config.decoding.rescoring}
     )
+    (model_dir / CONFIG_FILE).write_text(config.model_dump_json(indent=2) + "\n")
+
+
+def set_default_rescoring(model_dir: Path, word_lm_file: str, weight: float, word_bonus: float,
+                          oov_penalty: float) -> None:
+    """Rewrite config.json's decoding.rescoring section (the beam search settings stay)."""
+    config = read_config(model_dir)
+    config.decoding.rescoring = RescoringConfig(word_lm_file=word_lm_file, weight=weight, word_bonus=word_bonus,
+                                                oov_penalty=oov_penalty)
     (model_dir / CONFIG_FILE).write_text(config.model_dump_json(indent=2) + "\n")
 
 
@@ -66,18 +87,30 @@ def run(args: argparse.Namespace) -> int:
         text = [line.strip() for line in args.text.read_text().splitlines() if line.strip()]
     else:
         text = generate_text(args.sentences, args.mixture, args.seed)
-    sequences = [tokenizer.encode(line) for line in text]
-    lm = build_ngram_lm(sequences, tokenizer.vocab_size, order=args.order, min_count=args.min_count)
-    out = args.out or args.model / LM_FILE
-    info = {"sentences": len(text), "tokens": sum(map(len, sequences)), "order": args.order,
-            "min_count": args.min_count, "mixture": None if args.text else args.mixture,
+    args.order = args.order or (3 if args.words else 4)
+    info = {"sentences": len(text), "order": args.order, "mixture": None if args.text else args.mixture,
             "seed": None if args.text else args.seed, "text": str(args.text) if args.text else None}
-    lm.save(out, metadata=info)
+    if args.words:
+        word_lm = build_word_lm(text, order=args.order, max_words=args.max_words, min_count=args.min_word_count)
+        out = args.out or args.model / WORD_LM_FILE
+        info.update(words=len(word_lm.words), min_word_count=args.min_word_count)
+        word_lm.save(out, info)
+        entries = word_lm.ngram.num_entries
+    else:
+        sequences = [tokenizer.encode(line) for line in text]
+        lm = build_ngram_lm(sequences, tokenizer.vocab_size, order=args.order, min_count=args.min_count)
+        out = args.out or args.model / LM_FILE
+        info.update(tokens=sum(map(len, sequences)), min_count=args.min_count)
+        lm.save(out, metadata=info)
+        entries = lm.num_entries
     if args.set_default:
         if out.parent.resolve() != args.model.resolve():
             raise SystemExit(f"--set-default needs the LM inside the model directory, not {out}")
-        set_default_decoding(args.model, out.name, args.beam, args.lm_weight, args.token_bonus)
-    info.update(file=str(out), entries=lm.num_entries, bytes=out.stat().st_size,
+        if args.words:
+            set_default_rescoring(args.model, out.name, args.rescore_weight, args.word_bonus, args.oov_penalty)
+        else:
+            set_default_decoding(args.model, out.name, args.beam, args.lm_weight, args.token_bonus)
+    info.update(file=str(out), entries=entries, bytes=out.stat().st_size,
                 seconds=round(time.perf_counter() - started, 1))
     print(json.dumps(info))
     return 0

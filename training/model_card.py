@@ -49,7 +49,14 @@ def _search_text(search: dict) -> str:
     if search["beam"] == 1:
         return "greedy search"
     lm = f", {search['lm_order']}-gram token LM at weight {search['lm_weight']}" if search["lm_order"] else ""
-    return f"modified beam search, beam {search['beam']}{lm}, token bonus {search['token_bonus']}"
+    text = f"modified beam search, beam {search['beam']}{lm}, token bonus {search['token_bonus']}"
+    rescoring = search.get("rescoring")
+    if rescoring:
+        text += (f"; finals rescored by a {rescoring['word_lm_order']}-gram word LM"
+                 f" ({rescoring['word_lm_words']} words) at weight {rescoring['weight']},"
+                 f" word bonus {rescoring['word_bonus']},"
+                 f" unknown-word penalty {rescoring['oov_penalty']}")
+    return text
 
 
 def render_card(model, streaming: dict, offline: dict, speed: dict, data: dict, trainer: dict, command: str,

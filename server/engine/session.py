@@ -21,6 +21,7 @@ from server.engine.endpoint import EndpointConfig, Endpointer
 from server.engine.transcript import Result, Utterance, utterance_results
 from server.model.beam_search import BeamUpdate, relink
 from server.model.frontend import FbankStream
+from server.model.rescoring import Rescorer, final_hypothesis
 from server.model.transducer import StreamingTransducer
 from server.model.windowing import FeatureWindows
 
@@ -72,8 +73,10 @@ class StreamSession:
         options: SessionOptions,
         submit: Callable[[StreamSession], None],
         release: Callable[[StreamSession], None],
+        rescorer: Rescorer | None = None,
     ) -> None:
         self.model = model
+        self._rescorer = None if options.multi_talker else rescorer  # the word LM knows one talker's sentences
         self.slot = slot
         self.options = options
         self._submit = submit
@@ -100,6 +103,8 @@ class StreamSession:
         # Lifecycle flags; the scheduler reads them.
         # Beam search: this utterance's K token histories (None: all empty, as after a reset).
         self._hypotheses: list[list[tuple[int, int]]] | None = None
+        self._hypothesis_scores: list[float] = []
+        self._best_hypothesis = 0
         self.needs_init = True  # state row not yet initialised for this stream
         self.needs_decoder_reset = False
         self.queued = False  # in the scheduler's ready queue
@@ -228,9 +233,8 @@ class StreamSession:
         self._frames_done += num_frames
         if beams is not None:
             self._hypotheses = relink(self._hypotheses, beams)
-            self._utterance = self._new_utterance()
-            for token_id, frame in self._hypotheses[beams.best]:
-                self._utterance.add(token_id, frame)
+            self._hypothesis_scores, self._best_hypothesis = beams.scores, beams.best
+            self._show_hypothesis(beams.best)
         for token_id, frame in tokens or ():
             self._utterance.add(token_id, frame)
         results: list[Result] = []
@@ -274,7 +278,16 @@ class StreamSession:
             language_code=self.options.language_code,
         )
 
+    def _show_hypothesis(self, index: int) -> None:
+        """Make beam hypothesis ``index`` the current utterance."""
+        self._utterance = self._new_utterance()
+        for token_id, frame in self._hypotheses[index]:
+            self._utterance.add(token_id, frame)
+
     def _finalise(self) -> list[Result]:
+        if self._hypotheses is not None and self._rescorer is not None:
+            self._show_hypothesis(final_hypothesis(self._hypotheses, self._hypothesis_scores, self._best_hypothesis,
+                                                   self._rescorer, self.model.tokenizer.decode))
         results = self._results(is_final=True)
         if results:
             self._utterance_index += 1

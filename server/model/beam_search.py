@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from server.model.ngram_lm import TokenNgramLM
+from server.model.rescoring import Rescorer
 
 _HASH_MULTIPLIER = 1_000_003
 _HASH_MASK = (1 << 61) - 1
@@ -63,12 +64,14 @@ class BeamUpdate:
     """What one call did to one stream's K hypotheses, as plain Python data.
 
     Hypothesis k after the call = hypothesis ``origins[k]`` before it + ``added[k]``
-    ((token_id, frame) pairs); ``best`` is the index of the best one now.
+    ((token_id, frame) pairs); ``best`` is the index of the best one now, by ``scores``
+    (the K search scores, -inf for an unused slot).
     """
 
     origins: list[int]
     added: list[list[tuple[int, int]]]
     best: int
+    scores: list[float]
 
 
 def beam_updates(trace: BeamTrace, scores: Tensor) -> list[BeamUpdate]:
@@ -77,12 +80,13 @@ def beam_updates(trace: BeamTrace, scores: Tensor) -> list[BeamUpdate]:
     One device-to-host copy per tensor: this runs on every server step.
     """
     origins, tokens, frames = trace.origin.tolist(), trace.tokens.tolist(), trace.frames.tolist()
-    lengths, best = trace.lengths.tolist(), scores.argmax(dim=1).tolist()
+    lengths, best, score_lists = trace.lengths.tolist(), scores.argmax(dim=1).tolist(), scores.tolist()
     return [
         BeamUpdate(
             origins=origins[b],
             added=[list(zip(tokens[b][k][:n], frames[b][k][:n], strict=True)) for k, n in enumerate(lengths[b])],
             best=best[b],
+            scores=score_lists[b],
         )
         for b in range(len(origins))
     ]
@@ -107,6 +111,8 @@ class SearchConfig:
     # Added per emitted token: shallow fusion makes every token cost an LM log-probability,
     # which, uncompensated, turns into deletions.
     token_bonus: float = 0.0
+    # Picks each final result among the K hypotheses (None: the best search score).
+    rescorer: Rescorer | None = None
 
     @property
     def lm_context_size(self) -> int:

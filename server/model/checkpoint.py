@@ -15,8 +15,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from server.model.beam_search import SearchConfig
-from server.model.config import ModelConfig
+from server.model.config import ModelConfig, RescoringConfig
 from server.model.ngram_lm import TokenNgramLM
+from server.model.rescoring import Rescorer, load_rescorer
 from server.model.tokenizer import Tokenizer
 from server.model.transducer import StreamingTransducer
 
@@ -94,7 +95,19 @@ def _load_default_search(model_dir: Path, config: ModelConfig, device: str) -> S
                 f"{lm_path}: LM vocabulary {lm.vocab_size} does not match the tokenizer's {config.tokenizer.vocab_size}"
             )
     return SearchConfig(beam=decoding.beam, lm=lm, lm_weight=decoding.lm_weight if lm is not None else 0.0,
-                        token_bonus=decoding.token_bonus)
+                        token_bonus=decoding.token_bonus, rescorer=_load_rescorer(model_dir, decoding.rescoring))
+
+
+def _load_rescorer(model_dir: Path, rescoring: RescoringConfig | None) -> Rescorer | None:
+    if rescoring is None:
+        return None
+    path = model_dir / rescoring.word_lm_file
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing word language model (config.json decoding.rescoring.word_lm_file)")
+    try:
+        return load_rescorer(path, rescoring.weight, rescoring.word_bonus, rescoring.oov_penalty)
+    except (SafetensorError, OSError, ValueError, KeyError) as error:
+        raise CheckpointError(f"{path}: unreadable word language model ({error})") from error
 
 
 def _load_tensors(model: StreamingTransducer, tensors: dict[str, torch.Tensor], path: Path) -> None:
@@ -132,6 +145,9 @@ def save_model(model: StreamingTransducer, model_dir: Path, half: bool = True, m
         target = model_dir / model.config.decoding.lm_file
         if not target.is_file():
             lm.save(target)
+    rescorer, rescoring = model.default_search.rescorer, model.config.decoding.rescoring
+    if rescoring is not None and rescorer is not None and not (model_dir / rescoring.word_lm_file).is_file():
+        rescorer.lm.save(model_dir / rescoring.word_lm_file)
     if model_card is not None:
         (model_dir / MODEL_CARD_FILE).write_text(model_card)
     return model_dir

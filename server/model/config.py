@@ -70,6 +70,16 @@ class TokenizerConfig(_Strict):
     channel_change_token: str | None = None
 
 
+class RescoringConfig(_Strict):
+    """Second pass over final results: the word n-gram LM in ``word_lm_file`` (``asr-train lm --words``)
+    rescores the beam's hypotheses (``server.model.rescoring``)."""
+
+    word_lm_file: str
+    weight: float = Field(0.5, ge=0.0)
+    word_bonus: float = 0.0
+    oov_penalty: float = Field(0.0, ge=0.0)
+
+
 class DecodingConfig(_Strict):
     """The model's default search, as measured in its card (servers may override it).
 
@@ -82,6 +92,7 @@ class DecodingConfig(_Strict):
     lm_file: str | None = None
     lm_weight: float = Field(0.0, ge=0.0)
     token_bonus: float = 0.0
+    rescoring: RescoringConfig | None = None
 
 
 class ModelConfig(_Strict):

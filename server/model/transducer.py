@@ -22,6 +22,7 @@ from server.model.beam_search import (
 )
 from server.model.config import ModelConfig
 from server.model.encoder import ConformerEncoder
+from server.model.rescoring import final_hypothesis
 from server.model.state import StreamState
 from server.model.tokenizer import Tokenizer
 
@@ -237,7 +238,8 @@ class StreamingTransducer(nn.Module):
         """Decode whole utterances with the streaming mask (default) or full context.
 
         features (B, T, F), feature_lengths (B,). ``search`` (default: ``default_search``) with
-        beam 1: greedy search; otherwise modified beam search with its LM fusion.
+        beam 1: greedy search; otherwise modified beam search with its LM fusion, and the
+        word-LM rescoring of the final hypotheses when the search has a rescorer.
         """
         chunk = -1 if streaming else None
         encoder_out, lengths = self.encoder(features, feature_lengths, chunk_size=chunk,
@@ -247,7 +249,9 @@ class StreamingTransducer(nn.Module):
             state = init_beam_state(features.shape[0], search, self.config.decoder.context_size,
                                     self.tokenizer.blank_id, features.device)
             state, trace = beam_search_frames(self, encoder_out, lengths, state, search)
-            return [update.added[update.best] for update in beam_updates(trace, state.scores)]
+            updates = beam_updates(trace, state.scores)
+            return [update.added[final_hypothesis(update.added, update.scores, update.best, search.rescorer,
+                                                  self.tokenizer.decode)] for update in updates]
         context = torch.full((features.shape[0], self.config.decoder.context_size), self.tokenizer.blank_id,
                              dtype=torch.int64, device=features.device)
         tokens, _ = self.greedy_decode(encoder_out, lengths, context)

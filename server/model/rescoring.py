@@ -1,0 +1,129 @@
+"""Second pass over a final result: rescore the beam's K hypotheses with a word n-gram LM.
+
+The token LM fused into the beam search sees 3 BPE pieces of history, about one word, so
+it cannot tell ``croaded`` from ``crowded`` or ``after`` from ``after four`` at the end of
+a sentence. A word LM can: it knows which words exist (unknown words pay ``oov_penalty``),
+two words of context, and where sentences end. Running it on whole hypotheses once per
+final result costs one batched LM query, against one per frame for fusion; partial
+results keep the search's own best hypothesis (they may be revised anyway).
+
+The word LM reuses ``TokenNgramLM`` (interpolated Kneser-Ney as tensors) over word ids:
+0 is the sentence start (its context padding), 1 the sentence end, 2 an unknown word,
+then the vocabulary, which is stored in the file's metadata.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from server.model.ngram_lm import TokenNgramLM, build_ngram_lm
+
+WORD_LM_FILE = "word_lm.safetensors"
+SENTENCE_START, SENTENCE_END, UNKNOWN_WORD = 0, 1, 2
+_FIRST_WORD_ID = 3
+# The LM file stores ids as int16.
+MAX_WORDS = 32_000
+
+
+@dataclass(frozen=True)
+class WordLM:
+    """A word n-gram LM: ``ngram`` over word ids, ``words`` maps each known word to its id."""
+
+    ngram: TokenNgramLM
+    words: dict[str, int]
+
+    def word_ids(self, text: str) -> list[int]:
+        return [self.words.get(word, UNKNOWN_WORD) for word in text.split()]
+
+    def sentence_log_probs(self, texts: Sequence[str]) -> Tensor:
+        """(N,) natural-log probability of each whole sentence, its end included (one LM query)."""
+        history = self.ngram.context_size
+        contexts: list[list[int]] = []
+        targets: list[int] = []
+        owners: list[int] = []
+        for index, text in enumerate(texts):
+            sequence = [SENTENCE_START] * history + self.word_ids(text) + [SENTENCE_END]
+            for position in range(history, len(sequence)):
+                contexts.append(sequence[position - history: position])
+                targets.append(sequence[position])
+                owners.append(index)
+        log_probs = self.ngram.log_probs(torch.tensor(contexts, dtype=torch.int64).reshape(len(contexts), history))
+        picked = log_probs[torch.arange(len(targets)), torch.tensor(targets, dtype=torch.int64)]
+        return torch.zeros(len(texts)).index_add_(0, torch.tensor(owners, dtype=torch.int64), picked)
+
+    def save(self, path: Path | str, info: dict | None = None) -> None:
+        vocabulary = sorted(self.words, key=self.words.__getitem__)
+        self.ngram.save(path, metadata={**(self.ngram.info if info is None else info), "words": vocabulary})
+
+    @classmethod
+    def load(cls, path: Path | str) -> WordLM:
+        """Raises ``FileNotFoundError`` or ``ValueError`` (naming the file) on a bad file."""
+        ngram = TokenNgramLM.load(path)
+        vocabulary = ngram.info.pop("words", None)
+        if not isinstance(vocabulary, list) or len(vocabulary) + _FIRST_WORD_ID != ngram.vocab_size:
+            raise ValueError(f"{path}: not a word LM (its metadata lacks a vocabulary of {ngram.vocab_size - 3} words)")
+        return cls(ngram, {word: index for index, word in enumerate(vocabulary, _FIRST_WORD_ID)})
+
+
+def build_word_lm(sentences: Sequence[str], order: int = 3, max_words: int = MAX_WORDS,
+                  min_count: int = 2) -> WordLM:
+    """Kneser-Ney word LM of normalized sentences; words seen fewer than ``min_count`` times,
+    or beyond the ``max_words`` most frequent, are the unknown word (so it has a probability)."""
+    if not 1 <= max_words <= MAX_WORDS:
+        raise ValueError(f"max_words must be 1..{MAX_WORDS}")
+    counts = collections.Counter(word for sentence in sentences for word in sentence.split())
+    kept = [word for word, count in counts.most_common(max_words) if count >= min_count]
+    words = {word: index for index, word in enumerate(kept, _FIRST_WORD_ID)}
+    sequences = [[words.get(w, UNKNOWN_WORD) for w in sentence.split()] + [SENTENCE_END] for sentence in sentences]
+    ngram = build_ngram_lm(sequences, len(words) + _FIRST_WORD_ID, order=order, pad_id=SENTENCE_START)
+    return WordLM(ngram, words)
+
+
+@dataclass(frozen=True)
+class Rescorer:
+    """Final score = search score + ``weight`` · log P_word(sentence) + ``word_bonus`` per word
+    − ``oov_penalty`` per word the LM does not know."""
+
+    lm: WordLM
+    weight: float
+    word_bonus: float = 0.0
+    oov_penalty: float = 0.0
+
+    def scores(self, texts: Sequence[str], search_scores: Sequence[float]) -> Tensor:
+        """(K,) final scores; -inf stays -inf (an unused beam slot)."""
+        word_counts = torch.tensor([len(text.split()) for text in texts], dtype=torch.float32)
+        unknown = torch.tensor([self.lm.word_ids(text).count(UNKNOWN_WORD) for text in texts], dtype=torch.float32)
+        return (torch.tensor(search_scores, dtype=torch.float32) + self.weight * self.lm.sentence_log_probs(texts)
+                + self.word_bonus * word_counts - self.oov_penalty * unknown)
+
+    def best(self, texts: Sequence[str], search_scores: Sequence[float]) -> int:
+        """Index of the hypothesis to finalise."""
+        return int(self.scores(texts, search_scores).argmax())
+
+    def describe(self) -> dict:
+        return {"word_lm_order": self.lm.ngram.order, "word_lm_words": len(self.lm.words), "weight": self.weight,
+                "word_bonus": self.word_bonus, "oov_penalty": self.oov_penalty}
+
+
+def final_hypothesis(hypotheses: Sequence[Sequence[tuple[int, int]]], search_scores: Sequence[float],
+                     default: int, rescorer: Rescorer | None, decode) -> int:
+    """Which of a stream's K hypotheses ((token, frame) lists) becomes its final result.
+
+    ``default`` is the search's best; with a ``rescorer`` the word LM decides. ``decode``
+    turns token ids into text (the model's tokenizer).
+    """
+    if rescorer is None:
+        return default
+    texts = [decode([token for token, _ in hypothesis]) for hypothesis in hypotheses]
+    return rescorer.best(texts, search_scores)
+
+
+def load_rescorer(path: Path, weight: float, word_bonus: float, oov_penalty: float) -> Rescorer:
+    """The word LM stays on the CPU: it runs once per final result, on a few short sentences."""
+    return Rescorer(WordLM.load(path), weight, word_bonus, oov_penalty)

@@ -1,0 +1,126 @@
+"""Word-LM rescoring of final hypotheses: the LM's sentence scores, the choice, files, config."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from server.model.checkpoint import CheckpointError, load_model, save_model
+from server.model.ngram_lm import build_ngram_lm
+from server.model.rescoring import SENTENCE_END, SENTENCE_START, Rescorer, WordLM, build_word_lm, final_hypothesis
+from training.cli import main
+
+SENTENCES = [
+    "the roads get crowded after four",
+    "the roads get crowded in the morning",
+    "we leave after four",
+    "it is crowded after dinner",
+    "we leave in the morning",
+] * 4
+
+
+def test_sentence_log_prob_is_the_sum_of_the_word_log_probs_with_the_end() -> None:
+    lm = build_word_lm(SENTENCES, order=3, min_count=1)
+    text = "we leave after dinner"
+    ids = lm.word_ids(text) + [SENTENCE_END]
+    context, expected = [SENTENCE_START, SENTENCE_START], 0.0
+    for word_id in ids:
+        expected += lm.ngram.log_probs(torch.tensor([context]))[0, word_id].item()
+        context = context[1:] + [word_id]
+    batched = lm.sentence_log_probs([text, "the roads get crowded after four", ""])
+    assert batched[0].item() == pytest.approx(expected, abs=1e-4)
+    # A seen sentence beats its misspelling; the empty sentence is just its end.
+    assert batched[1] > lm.sentence_log_probs(["the roads get croaded after four"])[0]
+    assert batched[2].item() == pytest.approx(lm.ngram.log_probs(torch.tensor([[0, 0]]))[0, SENTENCE_END].item())
+
+
+def test_the_sentence_end_is_modelled() -> None:
+    lm = build_word_lm(SENTENCES, order=3, min_count=1)
+    complete, cut = lm.sentence_log_probs(["the roads get crowded after four", "the roads get crowded after"])
+    assert complete > cut
+
+
+def test_rare_words_are_the_unknown_word() -> None:
+    lm = build_word_lm(SENTENCES + ["a zebra"], order=2, min_count=2)
+    assert "zebra" not in lm.words and "crowded" in lm.words
+    assert lm.word_ids("zebra crowded") == [2, lm.words["crowded"]]
+    with pytest.raises(ValueError, match="max_words"):
+        build_word_lm(SENTENCES, max_words=40_000)
+
+
+def test_rescorer_prefers_known_words_and_never_picks_an_unused_slot() -> None:
+    rescorer = Rescorer(build_word_lm(SENTENCES, order=3, min_count=1), weight=0.5, oov_penalty=2.0)
+    texts = ["the roads get croaded after", "the roads get crowded after four", "the roads get crowded after four"]
+    # The search slightly prefers the misspelling; the word LM overrules it. Slot 2 is unused (-inf).
+    assert rescorer.best(texts, [-3.0, -4.0, -math.inf]) == 1
+    assert Rescorer(rescorer.lm, weight=0.0).best(texts, [-3.0, -4.0, -math.inf]) == 0
+    hypotheses = [[(5, 1)], [(6, 2)], []]
+
+    def decode(ids: list[int]) -> str:
+        return texts[ids[0] - 5] if ids else ""
+
+    assert final_hypothesis(hypotheses, [-3.0, -4.0, -math.inf], 0, None, decode) == 0
+    assert final_hypothesis(hypotheses, [-3.0, -4.0, -math.inf], 0, rescorer, decode) == 1
+
+
+def test_word_lm_file_round_trip_and_a_token_lm_is_refused(tmp_path: Path) -> None:
+    lm = build_word_lm(SENTENCES, order=3, min_count=1)
+    lm.save(tmp_path / "word_lm.safetensors", {"note": "test"})
+    again = WordLM.load(tmp_path / "word_lm.safetensors")
+    assert again.words == lm.words and again.ngram.info == {"note": "test"}
+    texts = ["we leave after four", "crowded the four"]
+    assert torch.allclose(again.sentence_log_probs(texts), lm.sentence_log_probs(texts), atol=2e-3)  # fp16 storage
+    build_ngram_lm([[1, 2, 3]], 10, order=2).save(tmp_path / "token_lm.safetensors")
+    with pytest.raises(ValueError, match="not a word LM"):
+        WordLM.load(tmp_path / "token_lm.safetensors")
+
+
+def _with_word_lm(random_model_dir: Path, tmp_path: Path) -> Path:
+    from training.lm import set_default_decoding, set_default_rescoring
+
+    model_dir = shutil.copytree(random_model_dir, tmp_path / "model")
+    vocab = load_model(model_dir).tokenizer.vocab_size
+    build_ngram_lm([[1, 2, 3, 4], [2, 3, 5]] * 5, vocab, order=3).save(model_dir / "lm.safetensors")
+    set_default_decoding(model_dir, "lm.safetensors", beam=3, lm_weight=0.4, token_bonus=0.5)
+    build_word_lm(SENTENCES, order=3, min_count=1).save(model_dir / "word_lm.safetensors")
+    set_default_rescoring(model_dir, "word_lm.safetensors", weight=0.7, word_bonus=0.2, oov_penalty=3.0)
+    return model_dir
+
+
+def test_model_with_rescoring_loads_and_survives_a_round_trip(random_model_dir: Path, tmp_path: Path) -> None:
+    model = load_model(_with_word_lm(random_model_dir, tmp_path))
+    rescorer = model.default_search.rescorer
+    assert rescorer is not None and (rescorer.weight, rescorer.word_bonus, rescorer.oov_penalty) == (0.7, 0.2, 3.0)
+    assert model.default_search.lm is not None  # setting the rescoring kept the beam search's LM
+    again = load_model(save_model(model, tmp_path / "again"))
+    assert again.default_search.rescorer is not None and (tmp_path / "again" / "word_lm.safetensors").is_file()
+
+
+def test_missing_or_corrupt_word_lm_is_named(random_model_dir: Path, tmp_path: Path) -> None:
+    model_dir = _with_word_lm(random_model_dir, tmp_path)
+    (model_dir / "word_lm.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(CheckpointError, match=r"word_lm\.safetensors: unreadable word language model"):
+        load_model(model_dir)
+    (model_dir / "word_lm.safetensors").unlink()
+    with pytest.raises(CheckpointError, match=r"word_lm\.safetensors: missing word language model"):
+        load_model(model_dir)
+
+
+def test_lm_command_builds_the_word_lm_and_sets_the_rescoring(random_model_dir: Path, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    model_dir = shutil.copytree(random_model_dir, tmp_path / "model")
+    code = main(["lm", "--model", str(model_dir), "--words", "--sentences", "400", "--mixture", "everyday=1",
+                 "--set-default", "--rescore-weight", "0.6", "--word-bonus", "0.5", "--oov-penalty", "2"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["order"] == 3 and summary["words"] > 100 and summary["file"].endswith("word_lm.safetensors")
+    rescorer = load_model(model_dir).default_search.rescorer
+    assert rescorer is not None and (rescorer.weight, rescorer.word_bonus, rescorer.oov_penalty) == (0.6, 0.5, 2.0)
+    sentence = "could you tell me where the station is"
+    forward, backward = rescorer.lm.sentence_log_probs([sentence, " ".join(reversed(sentence.split()))])
+    assert forward > backward + 1.0
