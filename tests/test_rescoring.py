@@ -7,8 +7,11 @@ import math
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 import torch
+from model_helpers import noisy_model
 
 from server.model.checkpoint import CheckpointError, load_model, save_model
 from server.model.ngram_lm import build_ngram_lm
@@ -124,3 +127,31 @@ def test_lm_command_builds_the_word_lm_and_sets_the_rescoring(random_model_dir: 
     sentence = "could you tell me where the station is"
     forward, backward = rescorer.lm.sentence_log_probs([sentence, " ".join(reversed(sentence.split()))])
     assert forward > backward + 1.0
+
+
+def test_tune_rescoring_grid_contains_the_plain_search_and_sets_the_best(random_model_dir: Path, tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    model_dir = save_model(noisy_model(random_model_dir), tmp_path / "model")
+    for words in ([], ["--words"]):
+        assert main(["lm", "--model", str(model_dir), *words, "--sentences", "300", "--mixture", "everyday=1",
+                     "--set-default", "--beam", "3"]) == 0
+    rows = []
+    for index, (text, hz) in enumerate([("hello there", 300.0), ("see you soon", 500.0)]):
+        t = np.arange(24000) / 16000
+        path = tmp_path / f"{index}.wav"
+        sf.write(path, (0.3 * np.sin(2 * np.pi * hz * t)).astype(np.float32), 16000)
+        rows.append(json.dumps({"audio": str(path), "text": text}))
+    manifest = tmp_path / "valid.jsonl"
+    manifest.write_text("\n".join(rows) + "\n")
+    capsys.readouterr()
+    assert main(["tune-rescoring", "--model", str(model_dir), "--manifest", str(manifest), "--weights", "0", "1",
+                 "--word-bonuses", "0", "--oov-penalties", "0", "5", "--set-default"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    grid, summary = lines[:-1], lines[-1]
+    assert len(grid) == 4 and summary["utterances"] == 2 and summary["beam"] == 3
+    plain = next(p for p in grid if p["weight"] == 0 and p["oov_penalty"] == 0)
+    assert plain["wer"] == summary["without_rescoring"]  # weight 0 = the search's own choice
+    assert summary["oracle"] <= summary["best"]["wer"] <= summary["without_rescoring"]
+    rescorer = load_model(model_dir).default_search.rescorer
+    assert rescorer is not None and (rescorer.weight, rescorer.oov_penalty) == (
+        summary["best"]["weight"], summary["best"]["oov_penalty"])

@@ -17,7 +17,7 @@ from server.engine.engine import Engine
 from server.engine.session import MAX_BACKLOG_SECONDS, SessionOptions, Update
 from server.engine.slots import SlotAllocator, SlotExhaustedError
 from server.engine.transcript import Utterance, utterance_results, words_of
-from server.model.beam_search import SearchConfig, beam_search_frames, beam_updates, init_beam_state
+from server.model.beam_search import SearchConfig
 from server.model.checkpoint import load_model
 from server.model.frontend import compute_fbank
 from server.model.ngram_lm import build_ngram_lm
@@ -135,11 +135,8 @@ async def _run_session(
 def _rescorer_for_a_runner_up(model, features: np.ndarray, search: SearchConfig) -> tuple[Rescorer, str]:
     """A word-LM rescorer that knows only one non-best hypothesis of the whole-utterance search,
     so it must overrule the search's choice; returns it with that hypothesis' text."""
-    state = init_beam_state(1, search, model.config.decoder.context_size, model.tokenizer.blank_id)
-    encoder_out, lengths = model.encoder(torch.from_numpy(features)[None], torch.tensor([features.shape[0]]),
-                                         chunk_size=-1, left_chunks=-1)
-    state, trace = beam_search_frames(model, encoder_out, lengths, state, search)
-    update = beam_updates(trace, state.scores)[0]
+    update = model.beam_hypotheses(torch.from_numpy(features)[None], torch.tensor([features.shape[0]]),
+                                   streaming=True, search=search)[0]
     texts = [model.tokenizer.decode([t for t, _ in hypothesis]).strip() for hypothesis in update.added]
     runner_up = next(text for k, text in enumerate(texts)
                      if k != update.best and update.scores[k] > -math.inf and text != texts[update.best])

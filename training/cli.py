@@ -1,11 +1,11 @@
-"""``asr-train``: the training recipe's command line (synth, fit, lm, eval, card, curve)."""
+"""``asr-train``: the training recipe's command line (synth, fit, lm, tune-rescoring, eval, card, curve)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from training import curve, evaluate, fit, lm, model_card, synth
+from training import curve, evaluate, fit, lm, model_card, synth, tune_rescoring
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -14,7 +14,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, module, help_text in [
         ("synth", synth, "synthesize a speech data set with espeak-ng (manifest + audio)"),
         ("fit", fit, "train a streaming Conformer-Transducer"),
-        ("lm", lm, "build the token n-gram LM for beam search and make it a model's default"),
+        ("lm", lm, "build the token n-gram LM for beam search (or --words: the word LM) and make it a model's default"),
+        ("tune-rescoring", tune_rescoring, "choose the word-LM rescoring weights on a validation manifest"),
         ("eval", evaluate, "WER/CER of a model on a manifest"),
         ("card", model_card, "measure a model and write its MODEL_CARD.md"),
         ("curve", curve, "a run's training curve (log.jsonl) as a Markdown table"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import jiwer
@@ -80,31 +81,34 @@ def transcribe_features(model: StreamingTransducer, features: list[torch.Tensor]
     return [model.tokenizer.decode([t for t, _ in hyp]) for hyp in tokens]
 
 
+def feature_batches(model: StreamingTransducer, manifest: Path,
+                    batch_seconds: float) -> Iterator[list[tuple[str, torch.Tensor, float]]]:
+    """The manifest's utterances as (reference, fbank (T, 80), audio seconds), about ``batch_seconds`` a batch."""
+    pending: list[tuple[str, torch.Tensor, float]] = []
+    for utterance in read_manifest(manifest):
+        samples, rate = read_audio(utterance.audio)
+        features = torch.from_numpy(compute_fbank(samples, rate, model.config.features))
+        pending.append((utterance.text, features, len(samples) / rate))
+        if sum(f.shape[0] for _, f, _ in pending) / 100 >= batch_seconds:
+            yield pending
+            pending = []
+    if pending:
+        yield pending
+
+
 def evaluate(model: StreamingTransducer, manifest: Path, streaming: bool, batch_seconds: float = 120.0,
              print_lines: bool = True, search: SearchConfig | None = None) -> dict:
-    utterances = read_manifest(manifest)
     references, hypotheses = [], []
     started = time.perf_counter()
     audio_seconds = 0.0
-    pending: list[tuple[str, torch.Tensor]] = []
-
-    def flush() -> None:
-        texts = transcribe_features(model, [f for _, f in pending], streaming, search)
-        for (reference, _), hypothesis in zip(pending, texts, strict=True):
+    for batch in feature_batches(model, manifest, batch_seconds):
+        texts = transcribe_features(model, [f for _, f, _ in batch], streaming, search)
+        for (reference, _, seconds), hypothesis in zip(batch, texts, strict=True):
+            audio_seconds += seconds
             references.append(normalize_text(reference))
             hypotheses.append(normalize_text(hypothesis))
             if print_lines:
                 print(json.dumps({"ref": references[-1], "hyp": hypotheses[-1]}))
-        pending.clear()
-
-    for utterance in utterances:
-        samples, rate = read_audio(utterance.audio)
-        audio_seconds += len(samples) / rate
-        pending.append((utterance.text, torch.from_numpy(compute_fbank(samples, rate, model.config.features))))
-        if sum(f.shape[0] for _, f in pending) / 100 >= batch_seconds:
-            flush()
-    if pending:
-        flush()
     elapsed = time.perf_counter() - started
     # jiwer rejects empty hypotheses in some versions; an empty string is a deletion of all words.
     safe_hyps = [h if h else "<empty>" for h in hypotheses]

@@ -95,11 +95,17 @@ class Rescorer:
     word_bonus: float = 0.0
     oov_penalty: float = 0.0
 
-    def scores(self, texts: Sequence[str], search_scores: Sequence[float]) -> Tensor:
-        """(K,) final scores; -inf stays -inf (an unused beam slot)."""
+    def scores(self, texts: Sequence[str], search_scores: Sequence[float],
+               sentence_log_probs: Tensor | None = None) -> Tensor:
+        """(K,) final scores; -inf stays -inf (an unused beam slot).
+
+        ``sentence_log_probs`` (K,): the word LM's scores of ``texts`` if already known (tuning).
+        """
+        if sentence_log_probs is None:
+            sentence_log_probs = self.lm.sentence_log_probs(texts)
         word_counts = torch.tensor([len(text.split()) for text in texts], dtype=torch.float32)
         unknown = torch.tensor([self.lm.word_ids(text).count(UNKNOWN_WORD) for text in texts], dtype=torch.float32)
-        return (torch.tensor(search_scores, dtype=torch.float32) + self.weight * self.lm.sentence_log_probs(texts)
+        return (torch.tensor(search_scores, dtype=torch.float32) + self.weight * sentence_log_probs
                 + self.word_bonus * word_counts - self.oov_penalty * unknown)
 
     def best(self, texts: Sequence[str], search_scores: Sequence[float]) -> int:

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from server.model.beam_search import (
     BeamState,
     BeamTrace,
+    BeamUpdate,
     SearchConfig,
     beam_search_frames,
     beam_updates,
@@ -241,18 +242,31 @@ class StreamingTransducer(nn.Module):
         beam 1: greedy search; otherwise modified beam search with its LM fusion, and the
         word-LM rescoring of the final hypotheses when the search has a rescorer.
         """
-        chunk = -1 if streaming else None
-        encoder_out, lengths = self.encoder(features, feature_lengths, chunk_size=chunk,
-                                            left_chunks=-1 if streaming else None)
         search = search or self.default_search
         if search.beam > 1:
-            state = init_beam_state(features.shape[0], search, self.config.decoder.context_size,
-                                    self.tokenizer.blank_id, features.device)
-            state, trace = beam_search_frames(self, encoder_out, lengths, state, search)
-            updates = beam_updates(trace, state.scores)
             return [update.added[final_hypothesis(update.added, update.scores, update.best, search.rescorer,
-                                                  self.tokenizer.decode)] for update in updates]
+                                                  self.tokenizer.decode)]
+                    for update in self.beam_hypotheses(features, feature_lengths, streaming, search)]
+        encoder_out, lengths = self._encode_utterances(features, feature_lengths, streaming)
         context = torch.full((features.shape[0], self.config.decoder.context_size), self.tokenizer.blank_id,
                              dtype=torch.int64, device=features.device)
         tokens, _ = self.greedy_decode(encoder_out, lengths, context)
         return tokens
+
+    def beam_hypotheses(self, features: Tensor, feature_lengths: Tensor, streaming: bool,
+                        search: SearchConfig) -> list[BeamUpdate]:
+        """Whole-utterance beam search (``search.beam`` > 1): per utterance all K final hypotheses
+        (``added``, from empty), their ``scores`` and the search's ``best``, before any rescoring.
+
+        features (B, T, F), feature_lengths (B,).
+        """
+        encoder_out, lengths = self._encode_utterances(features, feature_lengths, streaming)
+        state = init_beam_state(features.shape[0], search, self.config.decoder.context_size,
+                                self.tokenizer.blank_id, features.device)
+        state, trace = beam_search_frames(self, encoder_out, lengths, state, search)
+        return beam_updates(trace, state.scores)
+
+    def _encode_utterances(self, features: Tensor, feature_lengths: Tensor, streaming: bool) -> tuple[Tensor, Tensor]:
+        """Encoder over whole utterances: the streaming mask (all left context) or full context."""
+        return self.encoder(features, feature_lengths, chunk_size=-1 if streaming else None,
+                            left_chunks=-1 if streaming else None)

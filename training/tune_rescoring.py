@@ -1,0 +1,91 @@
+"""``asr-train tune-rescoring``: choose the word-LM rescoring weights on a validation manifest.
+
+The manifest is decoded once with the model's beam search (streaming mask); every K-best
+list is kept, so each point of the grid of (weight, word bonus, unknown-word penalty) costs
+only a rescoring, not a decoding. Prints one JSON line per grid point, then the best point
+and the WER without rescoring and of the oracle (the best hypothesis in each K-best list).
+Tune on a validation set, never on the held-out set the card reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+from pathlib import Path
+
+import jiwer
+import torch
+
+from server.model.checkpoint import DEFAULT_MODEL_DIR, load_model
+from server.model.rescoring import WORD_LM_FILE, Rescorer, WordLM
+from server.model.transducer import StreamingTransducer
+from training.evaluate import feature_batches
+from training.lm import set_default_rescoring
+from training.text_normalize import normalize_text
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
+    parser.add_argument("--manifest", type=Path, required=True, help="validation manifest (not the held-out set)")
+    parser.add_argument("--word-lm", type=Path, help=f"default: MODEL/{WORD_LM_FILE}")
+    parser.add_argument("--weights", type=float, nargs="+", default=[0.2, 0.3, 0.5, 0.7, 1.0])
+    parser.add_argument("--word-bonuses", type=float, nargs="+", default=[0.0, 0.5, 1.0, 2.0])
+    parser.add_argument("--oov-penalties", type=float, nargs="+", default=[0.0, 2.0, 4.0, 6.0, 8.0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--set-default", action="store_true", help="write the best point into MODEL/config.json")
+
+
+def kbest_lists(model: StreamingTransducer, manifest: Path) -> list[tuple[str, list[str], list[float], int]]:
+    """Per utterance: normalized reference, the K hypothesis texts, their search scores, the search's best."""
+    search = model.default_search
+    if search.beam == 1:
+        raise SystemExit("the model's default search is greedy: rescoring needs beam search (asr-train lm)")
+    lists = []
+    for batch in feature_batches(model, manifest, batch_seconds=120.0):
+        lengths = torch.tensor([f.shape[0] for _, f, _ in batch])
+        padded = torch.nn.utils.rnn.pad_sequence([f for _, f, _ in batch], batch_first=True)
+        with torch.inference_mode():
+            updates = model.beam_hypotheses(padded, lengths, streaming=True, search=search)
+        for (reference, _, _), update in zip(batch, updates, strict=True):
+            texts = [model.tokenizer.decode([t for t, _ in hypothesis]) for hypothesis in update.added]
+            lists.append((normalize_text(reference), texts, update.scores, update.best))
+    return lists
+
+
+def _wer(references: list[str], hypotheses: list[str]) -> float:
+    return jiwer.wer(references, [normalize_text(h) or "<empty>" for h in hypotheses])
+
+
+def run(args: argparse.Namespace) -> int:
+    torch.set_num_threads(args.threads)
+    model = load_model(args.model)
+    word_lm = WordLM.load(args.word_lm or args.model / WORD_LM_FILE)
+    lists = kbest_lists(model, args.manifest)
+    references = [reference for reference, _, _, _ in lists]
+    baseline = _wer(references, [texts[best] for _, texts, _, best in lists])
+    oracle = _wer(references, [
+        min((t for t, s in zip(texts, scores, strict=True) if s > -math.inf),
+            key=lambda t: jiwer.wer(reference, normalize_text(t) or "<empty>"))
+        for reference, texts, scores, _ in lists
+    ])
+    # The word LM's sentence scores do not depend on the weights: compute them once.
+    lm_scores = [word_lm.sentence_log_probs(texts) for _, texts, _, _ in lists]
+    results = []
+    for weight, bonus, penalty in itertools.product(args.weights, args.word_bonuses, args.oov_penalties):
+        rescorer = Rescorer(word_lm, weight, bonus, penalty)
+        chosen = [texts[int(rescorer.scores(texts, scores, lm).argmax())]
+                  for (_, texts, scores, _), lm in zip(lists, lm_scores, strict=True)]
+        results.append({"weight": weight, "word_bonus": bonus, "oov_penalty": penalty,
+                        "wer": round(_wer(references, chosen), 4)})
+        print(json.dumps(results[-1]))
+    best = min(results, key=lambda r: r["wer"])
+    if args.set_default:
+        word_lm_path = args.word_lm or args.model / WORD_LM_FILE
+        if word_lm_path.parent.resolve() != args.model.resolve():
+            raise SystemExit(f"--set-default needs the word LM inside the model directory, not {word_lm_path}")
+        set_default_rescoring(args.model, word_lm_path.name, best["weight"], best["word_bonus"], best["oov_penalty"])
+    print(json.dumps({"best": best, "without_rescoring": round(baseline, 4), "oracle": round(oracle, 4),
+                      "utterances": len(lists), "beam": model.default_search.beam, "set_default": args.set_default}))
+    return 0
