@@ -103,13 +103,17 @@ def _check_sentence_list(sentences: tuple[str, ...], count: int) -> None:
         assert ts.is_valid_transcript(sentence, 6, 16), sentence
 
 
-def test_heldout_and_ci_lists() -> None:
+def test_heldout_ci_and_dev_lists() -> None:
     _check_sentence_list(ts.heldout_sentences(), 200)
     _check_sentence_list(ts.ci_sentences(), 30)
+    _check_sentence_list(ts.dev_sentences(), 148)
     assert not set(ts.heldout_sentences()) & set(ts.ci_sentences())
+    assert not set(ts.dev_sentences()) & (set(ts.heldout_sentences()) | set(ts.ci_sentences()))
+    assert set(ts.dev_sentences()) <= ts.reserved_sentences()
     # Everyday vocabulary: every word among the 20k most frequent English words.
     common = ts.common_vocabulary(20_000)
-    rare = {w for s in ts.heldout_sentences() + ts.ci_sentences() for w in s.split() if w not in common}
+    lists = ts.heldout_sentences() + ts.ci_sentences() + ts.dev_sentences()
+    rare = {w for s in lists for w in s.split() if w not in common}
     assert rare == set()
 
 

@@ -33,6 +33,7 @@ from training.text_normalize import normalize_text
 DATA_DIR = Path(__file__).resolve().parent / "data"
 HELDOUT_SENTENCES_FILE = DATA_DIR / "heldout_sentences.txt"
 CI_SENTENCES_FILE = DATA_DIR / "ci_sentences.txt"
+DEV_SENTENCES_FILE = DATA_DIR / "dev_sentences.txt"
 GRAMMAR_FILE = DATA_DIR / "everyday_grammar.txt"
 UNSAFE_WORDS_FILE = DATA_DIR / "espeak_unsafe_words.txt"
 
@@ -69,9 +70,15 @@ def ci_sentences() -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=1)
+def dev_sentences() -> tuple[str, ...]:
+    """The hand-written development sentences that decoding weights are tuned on, in file order."""
+    return tuple(read_sentence_file(DEV_SENTENCES_FILE))
+
+
+@lru_cache(maxsize=1)
 def reserved_sentences() -> frozenset[str]:
     """Every sentence that must never appear in (or inside) a training transcript."""
-    return frozenset(heldout_sentences()) | frozenset(ci_sentences())
+    return frozenset(heldout_sentences()) | frozenset(ci_sentences()) | frozenset(dev_sentences())
 
 
 @lru_cache(maxsize=1)
