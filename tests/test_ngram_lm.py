@@ -110,3 +110,13 @@ def test_reference_is_a_distribution() -> None:
     """Guard the test's own formula: it must sum to one over the vocabulary."""
     total = sum(reference_kn(3, (1, 2), t) for t in range(VOCAB))
     assert math.isclose(total, 1.0, rel_tol=1e-9)
+
+
+@pytest.mark.parametrize("order", [1, 2, 3, 4])
+def test_single_target_query_equals_the_full_rows(order: int) -> None:
+    lm = build_ngram_lm(CORPUS, VOCAB, order=order, discount=DISCOUNT, min_count=2 if order == 4 else 1)
+    grid = torch.cartesian_prod(*[torch.arange(VOCAB)] * max(order - 1, 1))
+    contexts = grid.reshape(-1, max(order - 1, 1))[:, : order - 1]
+    targets = torch.arange(contexts.shape[0]) % VOCAB
+    full = lm.log_probs(contexts)[torch.arange(contexts.shape[0]), targets]
+    assert torch.allclose(lm.log_prob_of(contexts, targets), full, atol=1e-5)

@@ -63,6 +63,7 @@ class TokenNgramLM:
         self.tokens = [t.long() for t in tokens]
         self.probs = [t.float() for t in probs]
         self.info = dict(info or {})  # provenance (text, sentences, ...) kept in the file's header
+        self._entry_key_cache: dict[int, Tensor] = {}  # for log_prob_of, built on first use
 
     @property
     def context_size(self) -> int:
@@ -102,6 +103,42 @@ class TokenNgramLM:
             entry = first_entry + torch.arange(row_of_entry.numel(), device=contexts.device)
             rows.index_put_((row_of_entry, self.tokens[k - 1][entry]), self.probs[k - 1][entry], accumulate=True)
         return rows.clamp_min(1e-12).log()
+
+    def log_prob_of(self, contexts: Tensor, targets: Tensor) -> Tensor:
+        """contexts (N, order - 1) int64 (as in ``log_probs``), targets (N,) int64 -> (N,) log-probs.
+
+        The same values as ``log_probs(contexts)[arange(N), targets]`` without building the
+        N x V rows: for a word LM (V in the tens of thousands) that is the difference between
+        a millisecond and a tenth of a second per query.
+        """
+        if contexts.shape[1] != self.context_size:
+            raise ValueError(f"LM contexts must have {self.context_size} tokens, got {contexts.shape[1]}")
+        prob = self.unigram[targets]
+        for k in range(1, self.order):
+            table = self.context_keys[k - 1]
+            if table.numel() == 0:
+                continue
+            keys = _context_keys(contexts[:, self.context_size - k:], self.vocab_size)
+            position = torch.searchsorted(table, keys).clamp(max=table.numel() - 1)
+            found = table[position] == keys
+            # Entries are grouped by context and sorted by token inside a group, so
+            # (context position, token) is one sorted key over all entries of this order.
+            entry_keys = self._entry_keys(k)
+            discounted = torch.zeros_like(prob)
+            if entry_keys.numel():
+                wanted = position * self.vocab_size + targets
+                entry = torch.searchsorted(entry_keys, wanted).clamp(max=entry_keys.numel() - 1)
+                discounted = torch.where(found & (entry_keys[entry] == wanted), self.probs[k - 1][entry], 0.0)
+            prob = torch.where(found, prob * self.lower_weights[k - 1][position] + discounted, prob)
+        return prob.clamp_min(1e-12).log()
+
+    def _entry_keys(self, k: int) -> Tensor:
+        """(E_k,) int64 context position * V + token of every entry of context length k (cached)."""
+        if k not in self._entry_key_cache:
+            counts = self.offsets[k - 1][1:] - self.offsets[k - 1][:-1]
+            context_of_entry = torch.repeat_interleave(torch.arange(counts.numel(), device=counts.device), counts)
+            self._entry_key_cache[k] = context_of_entry * self.vocab_size + self.tokens[k - 1]
+        return self._entry_key_cache[k]
 
     # -- files -----------------------------------------------------------------------------
     def save(self, path: Path | str, metadata: dict | None = None) -> None:

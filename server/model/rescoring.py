@@ -53,8 +53,8 @@ class WordLM:
                 contexts.append(sequence[position - history: position])
                 targets.append(sequence[position])
                 owners.append(index)
-        log_probs = self.ngram.log_probs(torch.tensor(contexts, dtype=torch.int64).reshape(len(contexts), history))
-        picked = log_probs[torch.arange(len(targets)), torch.tensor(targets, dtype=torch.int64)]
+        picked = self.ngram.log_prob_of(torch.tensor(contexts, dtype=torch.int64).reshape(len(contexts), history),
+                                        torch.tensor(targets, dtype=torch.int64))
         return torch.zeros(len(texts)).index_add_(0, torch.tensor(owners, dtype=torch.int64), picked)
 
     def save(self, path: Path | str, info: dict | None = None) -> None:
