@@ -28,6 +28,11 @@ open('data/valid_sentences.txt', 'w').write(chr(10).join(out) + chr(10))
 $BIN/asr-train synth --out data/valid2 --num-utterances 300 --seed 4 --split heldout --jobs 2 \
     --sentences data/valid_sentences.txt
 
+# Development set for tuning the decoding weights (session 4): hand-written sentences the LMs
+# never saw (decision 0012), in held-out voices.
+$BIN/asr-train synth --out data/dev --num-utterances 148 --seed 6 --split heldout --jobs 2 \
+    --sentences training/data/dev_sentences.txt
+
 # Training, as run for the bundled model (exp/en-small-v4; docs/training-status.md has the
 # curves). The stages were switched by hand at these steps; --max-steps reproduces them.
 FIT="$BIN/asr-train fit --train-manifest data/train/manifest.jsonl --valid-manifest data/valid2/manifest.jsonl
