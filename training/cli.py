@@ -1,11 +1,11 @@
-"""``asr-train``: the training recipe's command line (synth, fit, lm, tune-rescoring, eval, card, curve)."""
+"""``asr-train``: the training recipe's command line (synth, fit, average, lm, tune-rescoring, eval, card, curve)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from training import curve, evaluate, fit, lm, model_card, synth, tune_rescoring
+from training import average, curve, evaluate, fit, lm, model_card, synth, tune_rescoring
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -14,6 +14,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, module, help_text in [
         ("synth", synth, "synthesize a speech data set with espeak-ng (manifest + audio)"),
         ("fit", fit, "train a streaming Conformer-Transducer"),
+        ("average", average, "average the weights of a run's snapshots (or any checkpoints of one run)"),
         ("lm", lm, "build the token n-gram LM for beam search (or --words: the word LM) and make it a model's default"),
         ("tune-rescoring", tune_rescoring, "choose the word-LM rescoring weights on a validation manifest"),
         ("eval", evaluate, "WER/CER of a model on a manifest"),

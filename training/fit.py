@@ -27,6 +27,7 @@ from server.model.checkpoint import load_model, save_model
 from server.model.config import DecoderConfig, EncoderConfig, ModelConfig, TokenizerConfig
 from server.model.tokenizer import CHANNEL_CHANGE_PIECE, Tokenizer, train_tokenizer
 from server.model.transducer import StreamingTransducer
+from training.average import SNAPSHOTS_DIR
 from training.batching import Batch, bucketed_batches, collate, spec_augment
 from training.features import ConcatenatedCaches, FeatureCache, build_feature_cache, training_features
 from training.rnnt_loss import rnnt_loss
@@ -75,6 +76,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--valid-every", type=int, default=500)
     parser.add_argument("--valid-utterances", type=int, default=200)
     parser.add_argument("--save-every-minutes", type=float, default=10)
+    parser.add_argument("--snapshot-every", type=int, default=0,
+                        help="also keep the model every N steps in EXP_DIR/snapshots (for asr-train average; 0: off)")
+    parser.add_argument("--snapshot-after", type=int, default=0, help="keep snapshots only after this step")
     parser.add_argument("--bf16", action="store_true",
                         help="bfloat16 autocast for the forward pass (1.5x per step on an AVX512-BF16 CPU: "
                              "benchmarks/train_step_speed.py); the losses are computed in float32")
@@ -307,6 +311,8 @@ def run(args: argparse.Namespace) -> int:
                 (exp_dir / BEST / "trainer.json").write_text(json.dumps(info, indent=1))
         log.write(json.dumps(record) + "\n")
         log.flush()
+        if args.snapshot_every and step > args.snapshot_after and step % args.snapshot_every == 0:
+            save_model(model, exp_dir / SNAPSHOTS_DIR / f"step-{step:07d}", half=False)
         elapsed = time.monotonic() - started
         stop = step >= args.max_steps or elapsed > args.max_minutes * 60
         if stop or time.monotonic() - last_save > args.save_every_minutes * 60:
