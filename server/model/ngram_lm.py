@@ -81,17 +81,15 @@ class TokenNgramLM:
 
     def log_probs(self, contexts: Tensor) -> Tensor:
         """contexts (N, order - 1) int64, oldest token first, blank-padded -> (N, V) log-probs."""
-        if contexts.shape[1] != self.context_size:
-            raise ValueError(f"LM contexts must have {self.context_size} tokens, got {contexts.shape[1]}")
+        self._check_contexts(contexts)
         num = contexts.shape[0]
         rows = self.unigram.expand(num, -1).clone()
         for k in range(1, self.order):
-            table = self.context_keys[k - 1]
-            if table.numel() == 0:
+            lookup = self._find_contexts(contexts, k)
+            if lookup is None:
                 continue
-            keys = _context_keys(contexts[:, self.context_size - k:], self.vocab_size)
-            position = torch.searchsorted(table, keys).clamp(max=table.numel() - 1)
-            found = (table[position] == keys).nonzero(as_tuple=True)[0]
+            position, is_known = lookup
+            found = is_known.nonzero(as_tuple=True)[0]
             if found.numel() == 0:
                 break  # no longer context can be seen if this one was not
             context = position[found]
@@ -111,16 +109,13 @@ class TokenNgramLM:
         N x V rows: for a word LM (V in the tens of thousands) that is the difference between
         a millisecond and a tenth of a second per query.
         """
-        if contexts.shape[1] != self.context_size:
-            raise ValueError(f"LM contexts must have {self.context_size} tokens, got {contexts.shape[1]}")
+        self._check_contexts(contexts)
         prob = self.unigram[targets]
         for k in range(1, self.order):
-            table = self.context_keys[k - 1]
-            if table.numel() == 0:
+            lookup = self._find_contexts(contexts, k)
+            if lookup is None:
                 continue
-            keys = _context_keys(contexts[:, self.context_size - k:], self.vocab_size)
-            position = torch.searchsorted(table, keys).clamp(max=table.numel() - 1)
-            found = table[position] == keys
+            position, found = lookup
             # Entries are grouped by context and sorted by token inside a group, so
             # (context position, token) is one sorted key over all entries of this order.
             entry_keys = self._entry_keys(k)
@@ -131,6 +126,22 @@ class TokenNgramLM:
                 discounted = torch.where(found & (entry_keys[entry] == wanted), self.probs[k - 1][entry], 0.0)
             prob = torch.where(found, prob * self.lower_weights[k - 1][position] + discounted, prob)
         return prob.clamp_min(1e-12).log()
+
+    def _check_contexts(self, contexts: Tensor) -> None:
+        if contexts.shape[1] != self.context_size:
+            raise ValueError(f"LM contexts must have {self.context_size} tokens, got {contexts.shape[1]}")
+
+    def _find_contexts(self, contexts: Tensor, k: int) -> tuple[Tensor, Tensor] | None:
+        """Each row's last k tokens in the order-(k+1) context table: (position (N,), found (N,) bool).
+
+        None when the table is empty (no n-gram of that order was kept).
+        """
+        table = self.context_keys[k - 1]
+        if table.numel() == 0:
+            return None
+        keys = _context_keys(contexts[:, self.context_size - k:], self.vocab_size)
+        position = torch.searchsorted(table, keys).clamp(max=table.numel() - 1)
+        return position, table[position] == keys
 
     def _entry_keys(self, k: int) -> Tensor:
         """(E_k,) int64 context position * V + token of every entry of context length k (cached)."""
