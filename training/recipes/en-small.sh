@@ -55,9 +55,13 @@ $FIT --resume --lr 7.7e-4 --spec-augment-after 100000 --bf16 --hold-lr-after 200
 #    steps 8500-9700 = the bundled model (restarted at 5-minute checkpoints to move the end step).
 $FIT --resume --lr 1.2e-3 --spec-augment-after 7500 --bf16 --hold-lr-after 2000 --max-steps 9700 \
     --cooldown-steps 1200 --cooldown-end-step 9700
-# 7. Session 4: data/train2 added (44 h in all), the held rate again, cool-down to 0 at the end step.
+# 7. Sessions 4-5: data/train2 added (44 h in all), the held rate again from step 9700, then a
+#    linear cool-down to 0 over steps 14000-15400, keeping a snapshot every 100 steps after
+#    step 13900 for averaging (the end step was moved from 14300 to 15400 by restarting at a
+#    5-minute checkpoint, as in stage 6).
 $FIT --train-manifest data/train/manifest.jsonl data/train2/manifest.jsonl --resume --lr 1.2e-3 \
-    --spec-augment-after 7500 --bf16 --hold-lr-after 2000 --max-steps END --cooldown-steps 1600 --cooldown-end-step END
+    --spec-augment-after 7500 --bf16 --hold-lr-after 2000 --max-steps 15400 --cooldown-steps 1400 \
+    --cooldown-end-step 15400 --snapshot-every 100 --snapshot-after 13900
 # A new run would do all of this in one command:
 #   $FIT --lr 1.2e-3 --short-first-steps 1300 --spec-augment-after 100000 --bf16 --hold-lr-after 2000 \
 #        --max-steps N --cooldown-steps 1000
