@@ -70,13 +70,19 @@ $FIT --train-manifest data/train/manifest.jsonl data/train2/manifest.jsonl --res
 #   $FIT --init-from models/en-small --schedule-offset STEP --lr 1.2e-3 --spec-augment-after 100000 --bf16
 # with STEP from models/en-small/trainer.json.
 
-# Bundle the last checkpoint (fp16) and measure it into its model card.
+# Bundle the last checkpoint (fp16) and measure it into its model card. (Averaging the cool-down
+# snapshots, `asr-train average --exp-dir exp/en-small-v4 --last N`, did not help here: decision 0013.)
 mkdir -p models/en-small
 $BIN/python -c "from server.model.checkpoint import load_model, save_model; save_model(load_model('exp/en-small-v4/latest'), 'models/en-small')"
 cp exp/en-small-v4/latest/trainer.json models/en-small/
-# The token 4-gram LM and the default search (decision 0010; weight and bonus tuned on data/valid2:
-#   asr-train eval --manifest data/valid2/manifest.jsonl --beam 4 --lm-weight W --token-bonus B).
+# The token 4-gram LM and the default search (decision 0010). Weight and bonus tuned on data/dev
+# (decision 0012), a grid of `asr-train eval --manifest data/dev/manifest.jsonl --beam 8
+# --lm models/en-small/lm.safetensors --lm-weight W --token-bonus B --no-rescoring`:
 $BIN/asr-train lm --model models/en-small --sentences 200000 --order 4 --set-default \
-    --beam 8 --lm-weight 0.45 --token-bonus 1.5
+    --beam 8 --lm-weight 0.3 --token-bonus 1.0
+# The word 3-gram LM that rescores final results, and its weights tuned on data/dev (decision 0012).
+$BIN/asr-train lm --model models/en-small --words --sentences 200000 --seed 1234
+$BIN/asr-train tune-rescoring --model models/en-small --manifest data/dev/manifest.jsonl \
+    --weights 0.1 0.2 0.3 0.5 --word-bonuses 0 1 2 3 4 --oov-penalties 0 2 4 8 --set-default
 $BIN/asr-train card --model models/en-small --heldout data/heldout/manifest.jsonl \
-    --train-manifest data/train/manifest.jsonl
+    --train-manifest data/train/manifest.jsonl data/train2/manifest.jsonl
