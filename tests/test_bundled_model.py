@@ -18,14 +18,15 @@ import torch
 from server.model.beam_search import SearchConfig, beam_updates, relink
 from server.model.checkpoint import DEFAULT_MODEL_DIR, load_model
 from server.model.frontend import FbankStream
+from server.model.rescoring import final_hypothesis
 from server.model.windowing import FeatureWindows
 from training.synth import synthesize_sentence, voice_pool
 from training.text_normalize import normalize_text
 
 CI_SENTENCES = Path(__file__).resolve().parents[1] / "training" / "data" / "ci_sentences.txt"
 # Stated bounds for this test (clean held-out voices, everyday sentences). The step-15400
-# model of session 5 measures 9.7% with its default search (beam 8 + token 4-gram LM + word-LM
-# rescoring) and 18.7% greedy (13.8% / 26.7% on the noisier 200-sentence held-out set of its
+# model of session 5 measures 9.4% with its default search (beam 8 + token 4-gram LM + word-LM
+# rescoring of the final choice) and 18.7% greedy (13.8% / 26.7% on the noisier 200-sentence held-out set of its
 # MODEL_CARD.md). The bounds guard against regressions of the serving path, search and weights
 # (a broken path gives ~100%); lower them as the model improves (issue target: 8%).
 MAX_STREAMING_WER = {"default search": 0.17, "greedy": 0.30}
@@ -44,14 +45,14 @@ def _stream(model, samples: np.ndarray, rng: random.Random, search: SearchConfig
     state = model.init_state(1, search=search)
     tokens: list[int] = []  # greedy search
     hypotheses: list[list[tuple[int, int]]] = [[] for _ in range(search.beam)]  # beam search
-    best = 0
+    scores: list[float] = [0.0] * search.beam
 
     def run(window: np.ndarray, real: int) -> None:
-        nonlocal state, hypotheses, best
+        nonlocal state, hypotheses, scores
         out = model.step(torch.from_numpy(window)[None], torch.tensor([real]), state, search)
         if out.trace is not None:
             (update,) = beam_updates(out.trace, out.state.beam_scores)
-            hypotheses, best = relink(hypotheses, update), update.best
+            hypotheses, scores = relink(hypotheses, update), update.scores
         else:
             tokens.extend(token for token, _ in out.tokens[0])
         state = out.state
@@ -66,13 +67,15 @@ def _stream(model, samples: np.ndarray, rng: random.Random, search: SearchConfig
     for window, real in windows.final_windows():
         run(window, real)
     if search.beam > 1:
-        tokens = [token for token, _ in hypotheses[best]]
+        # The final choice the server makes: the word-LM rescorer's when the model has one.
+        tokens = [token for token, _ in
+                  hypotheses[final_hypothesis(hypotheses, scores, search.rescorer, model.tokenizer.decode)]]
     return model.tokenizer.decode(tokens)
 
 
 @pytest.mark.parametrize("mode", ["default search", "greedy"])
 def test_bundled_model_transcribes_unseen_voices_and_sentences(mode: str) -> None:
-    """The model's own search (beam 4 + token LM) and plain greedy search, chunk by chunk."""
+    """The model's own search (beam search, token LM, rescored final choice) and plain greedy search, chunk by chunk."""
     torch.set_num_threads(2)
     model = load_model(DEFAULT_MODEL_DIR)
     search = SearchConfig() if mode == "greedy" else model.default_search

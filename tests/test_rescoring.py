@@ -52,6 +52,8 @@ def test_rare_words_are_the_unknown_word() -> None:
     lm = build_word_lm(SENTENCES + ["a zebra"], order=2, min_count=2)
     assert "zebra" not in lm.words and "crowded" in lm.words
     assert lm.word_ids("zebra crowded") == [2, lm.words["crowded"]]
+    counted = lm.sentence_scores(["zebra crowded", "", "we leave"])
+    assert counted.word_counts.tolist() == [2, 0, 2] and counted.unknown_counts.tolist() == [1, 0, 0]
     with pytest.raises(ValueError, match="max_words"):
         build_word_lm(SENTENCES, max_words=40_000)
 
@@ -67,8 +69,9 @@ def test_rescorer_prefers_known_words_and_never_picks_an_unused_slot() -> None:
     def decode(ids: list[int]) -> str:
         return texts[ids[0] - 5] if ids else ""
 
-    assert final_hypothesis(hypotheses, [-3.0, -4.0, -math.inf], 0, None, decode) == 0
-    assert final_hypothesis(hypotheses, [-3.0, -4.0, -math.inf], 0, rescorer, decode) == 1
+    assert final_hypothesis(hypotheses, [-3.0, -4.0, -math.inf], None, decode) == 0
+    assert final_hypothesis(hypotheses, [-math.inf, -4.0, -3.0], None, decode) == 2  # the best search score
+    assert final_hypothesis(hypotheses, [-3.0, -4.0, -math.inf], rescorer, decode) == 1
 
 
 def test_word_lm_file_round_trip_and_a_token_lm_is_refused(tmp_path: Path) -> None:

@@ -71,11 +71,15 @@ def rescorer_from_arguments(default: Rescorer | None, args: argparse.Namespace) 
     )
 
 
+def pad_features(features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """fbank matrices (T_i, 80) -> zero-padded batch (B, T_max, 80) and lengths (B,)."""
+    return torch.nn.utils.rnn.pad_sequence(features, batch_first=True), torch.tensor([f.shape[0] for f in features])
+
+
 def transcribe_features(model: StreamingTransducer, features: list[torch.Tensor], streaming: bool,
                         search: SearchConfig | None = None) -> list[str]:
     """Transcripts of fbank matrices (T_i, 80), decoded as one padded batch (greedy by default)."""
-    lengths = torch.tensor([f.shape[0] for f in features])
-    padded = torch.nn.utils.rnn.pad_sequence(features, batch_first=True)
+    padded, lengths = pad_features(features)
     with torch.inference_mode():
         tokens = model.transcribe_batch(padded, lengths, streaming=streaming, search=search)
     return [model.tokenizer.decode([t for t, _ in hyp]) for hyp in tokens]

@@ -20,9 +20,9 @@ import jiwer
 import torch
 
 from server.model.checkpoint import DEFAULT_MODEL_DIR, load_model
-from server.model.rescoring import WORD_LM_FILE, Rescorer, WordLM
+from server.model.rescoring import WORD_LM_FILE, Rescorer, WordLM, best_index
 from server.model.transducer import StreamingTransducer
-from training.evaluate import feature_batches
+from training.evaluate import feature_batches, pad_features
 from training.lm import set_default_rescoring
 from training.text_normalize import normalize_text
 
@@ -38,20 +38,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set-default", action="store_true", help="write the best point into MODEL/config.json")
 
 
-def kbest_lists(model: StreamingTransducer, manifest: Path) -> list[tuple[str, list[str], list[float], int]]:
-    """Per utterance: normalized reference, the K hypothesis texts, their search scores, the search's best."""
+def kbest_lists(model: StreamingTransducer, manifest: Path) -> list[tuple[str, list[str], list[float]]]:
+    """Per utterance: normalized reference, the K hypothesis texts and their search scores."""
     search = model.default_search
     if search.beam == 1:
         raise SystemExit("the model's default search is greedy: rescoring needs beam search (asr-train lm)")
     lists = []
     for batch in feature_batches(model, manifest, batch_seconds=120.0):
-        lengths = torch.tensor([f.shape[0] for _, f, _ in batch])
-        padded = torch.nn.utils.rnn.pad_sequence([f for _, f, _ in batch], batch_first=True)
+        padded, lengths = pad_features([f for _, f, _ in batch])
         with torch.inference_mode():
             updates = model.beam_hypotheses(padded, lengths, streaming=True, search=search)
         for (reference, _, _), update in zip(batch, updates, strict=True):
             texts = [model.tokenizer.decode([t for t, _ in hypothesis]) for hypothesis in update.added]
-            lists.append((normalize_text(reference), texts, update.scores, update.best))
+            lists.append((normalize_text(reference), texts, update.scores))
     return lists
 
 
@@ -64,23 +63,25 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     word_lm = WordLM.load(args.word_lm or args.model / WORD_LM_FILE)
     lists = kbest_lists(model, args.manifest)
-    references = [reference for reference, _, _, _ in lists]
-    baseline = _wer(references, [texts[best] for _, texts, _, best in lists])
+    references = [reference for reference, _, _ in lists]
+    baseline = _wer(references, [texts[best_index(scores)] for _, texts, scores in lists])
     oracle = _wer(references, [
         min((t for t, s in zip(texts, scores, strict=True) if s > -math.inf),
             key=lambda t: jiwer.wer(reference, normalize_text(t) or "<empty>"))
-        for reference, texts, scores, _ in lists
+        for reference, texts, scores in lists
     ])
-    # The word LM's sentence scores do not depend on the weights: compute them once (and time
-    # it: this query is what rescoring adds to every final result in the server).
+    # What the word LM says of each hypothesis does not depend on the weights: compute it once
+    # (and time it: this is what rescoring adds to every final result in the server).
+    if lists:
+        word_lm.sentence_scores(lists[0][1])  # builds the LM's lookup keys once, as a server's first final does
     started = time.perf_counter()
-    lm_scores = [word_lm.sentence_log_probs(texts) for _, texts, _, _ in lists]
+    sentence_scores = [word_lm.sentence_scores(texts) for _, texts, _ in lists]
     query_ms = 1000 * (time.perf_counter() - started) / max(len(lists), 1)
     results = []
     for weight, bonus, penalty in itertools.product(args.weights, args.word_bonuses, args.oov_penalties):
         rescorer = Rescorer(word_lm, weight, bonus, penalty)
-        chosen = [texts[int(rescorer.scores(texts, scores, lm).argmax())]
-                  for (_, texts, scores, _), lm in zip(lists, lm_scores, strict=True)]
+        chosen = [texts[int(rescorer.scores(scores, sentences).argmax())]
+                  for (_, texts, scores), sentences in zip(lists, sentence_scores, strict=True)]
         results.append({"weight": weight, "word_bonus": bonus, "oov_penalty": penalty,
                         "wer": round(_wer(references, chosen), 4)})
         print(json.dumps(results[-1]))

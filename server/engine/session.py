@@ -103,8 +103,7 @@ class StreamSession:
         # Lifecycle flags; the scheduler reads them.
         # Beam search: this utterance's K token histories (None: all empty, as after a reset).
         self._hypotheses: list[list[tuple[int, int]]] | None = None
-        self._hypothesis_scores: list[float] = []
-        self._best_hypothesis = 0
+        self._hypothesis_scores: list[float] = []  # their search scores, for the rescorer
         self.needs_init = True  # state row not yet initialised for this stream
         self.needs_decoder_reset = False
         self.queued = False  # in the scheduler's ready queue
@@ -233,7 +232,7 @@ class StreamSession:
         self._frames_done += num_frames
         if beams is not None:
             self._hypotheses = relink(self._hypotheses, beams)
-            self._hypothesis_scores, self._best_hypothesis = beams.scores, beams.best
+            self._hypothesis_scores = beams.scores
             self._show_hypothesis(beams.best)
         for token_id, frame in tokens or ():
             self._utterance.add(token_id, frame)
@@ -286,8 +285,9 @@ class StreamSession:
 
     def _finalise(self) -> list[Result]:
         if self._hypotheses is not None and self._rescorer is not None:
-            self._show_hypothesis(final_hypothesis(self._hypotheses, self._hypothesis_scores, self._best_hypothesis,
-                                                   self._rescorer, self.model.tokenizer.decode))
+            # Without a rescorer the current utterance already is the best search score's.
+            self._show_hypothesis(final_hypothesis(self._hypotheses, self._hypothesis_scores, self._rescorer,
+                                                   self.model.tokenizer.decode))
         results = self._results(is_final=True)
         if results:
             self._utterance_index += 1

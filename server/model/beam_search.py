@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from server.model.ngram_lm import TokenNgramLM
-from server.model.rescoring import Rescorer
+from server.model.rescoring import Rescorer, best_index
 
 _HASH_MULTIPLIER = 1_000_003
 _HASH_MASK = (1 << 61) - 1
@@ -70,22 +70,24 @@ class BeamUpdate:
 
     origins: list[int]
     added: list[list[tuple[int, int]]]
-    best: int
     scores: list[float]
+
+    @property
+    def best(self) -> int:
+        return best_index(self.scores)
 
 
 def beam_updates(trace: BeamTrace, scores: Tensor) -> list[BeamUpdate]:
-    """Per stream, the trace as Python lists; ``scores`` (B, K) are the new state's, for ``best``.
+    """Per stream, the trace as Python lists; ``scores`` (B, K) are the new state's.
 
     One device-to-host copy per tensor: this runs on every server step.
     """
     origins, tokens, frames = trace.origin.tolist(), trace.tokens.tolist(), trace.frames.tolist()
-    lengths, best, score_lists = trace.lengths.tolist(), scores.argmax(dim=1).tolist(), scores.tolist()
+    lengths, score_lists = trace.lengths.tolist(), scores.tolist()
     return [
         BeamUpdate(
             origins=origins[b],
             added=[list(zip(tokens[b][k][:n], frames[b][k][:n], strict=True)) for k, n in enumerate(lengths[b])],
-            best=best[b],
             scores=score_lists[b],
         )
         for b in range(len(origins))

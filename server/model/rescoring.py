@@ -15,7 +15,7 @@ then the vocabulary, which is stored in the file's metadata.
 from __future__ import annotations
 
 import collections
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +32,15 @@ MAX_WORDS = 32_000
 
 
 @dataclass(frozen=True)
+class SentenceScores:
+    """Per text (N,) float32: word-LM log-probability, number of words, number of unknown words."""
+
+    log_probs: Tensor
+    word_counts: Tensor
+    unknown_counts: Tensor
+
+
+@dataclass(frozen=True)
 class WordLM:
     """A word n-gram LM: ``ngram`` over word ids, ``words`` maps each known word to its id."""
 
@@ -41,21 +50,33 @@ class WordLM:
     def word_ids(self, text: str) -> list[int]:
         return [self.words.get(word, UNKNOWN_WORD) for word in text.split()]
 
-    def sentence_log_probs(self, texts: Sequence[str]) -> Tensor:
-        """(N,) natural-log probability of each whole sentence, its end included (one LM query)."""
+    def sentence_scores(self, texts: Sequence[str]) -> SentenceScores:
+        """What rescoring needs of each text: its LM log-probability (one batched query), its
+        word count and its unknown-word count. Independent of the rescoring weights."""
         history = self.ngram.context_size
         contexts: list[list[int]] = []
         targets: list[int] = []
         owners: list[int] = []
+        word_counts: list[int] = []
+        unknown_counts: list[int] = []
         for index, text in enumerate(texts):
-            sequence = [SENTENCE_START] * history + self.word_ids(text) + [SENTENCE_END]
+            ids = self.word_ids(text)
+            word_counts.append(len(ids))
+            unknown_counts.append(ids.count(UNKNOWN_WORD))
+            sequence = [SENTENCE_START] * history + ids + [SENTENCE_END]
             for position in range(history, len(sequence)):
                 contexts.append(sequence[position - history: position])
                 targets.append(sequence[position])
                 owners.append(index)
         picked = self.ngram.log_prob_of(torch.tensor(contexts, dtype=torch.int64).reshape(len(contexts), history),
                                         torch.tensor(targets, dtype=torch.int64))
-        return torch.zeros(len(texts)).index_add_(0, torch.tensor(owners, dtype=torch.int64), picked)
+        log_probs = torch.zeros(len(texts)).index_add_(0, torch.tensor(owners, dtype=torch.int64), picked)
+        return SentenceScores(log_probs, torch.tensor(word_counts, dtype=torch.float32),
+                              torch.tensor(unknown_counts, dtype=torch.float32))
+
+    def sentence_log_probs(self, texts: Sequence[str]) -> Tensor:
+        """(N,) natural-log probability of each whole sentence, its end included."""
+        return self.sentence_scores(texts).log_probs
 
     def save(self, path: Path | str, info: dict | None = None) -> None:
         vocabulary = sorted(self.words, key=self.words.__getitem__)
@@ -67,7 +88,8 @@ class WordLM:
         ngram = TokenNgramLM.load(path)
         vocabulary = ngram.info.pop("words", None)
         if not isinstance(vocabulary, list) or len(vocabulary) + _FIRST_WORD_ID != ngram.vocab_size:
-            raise ValueError(f"{path}: not a word LM (its metadata lacks a vocabulary of {ngram.vocab_size - 3} words)")
+            expected = ngram.vocab_size - _FIRST_WORD_ID
+            raise ValueError(f"{path}: not a word LM (its metadata lacks a vocabulary of {expected} words)")
         return cls(ngram, {word: index for index, word in enumerate(vocabulary, _FIRST_WORD_ID)})
 
 
@@ -95,37 +117,35 @@ class Rescorer:
     word_bonus: float = 0.0
     oov_penalty: float = 0.0
 
-    def scores(self, texts: Sequence[str], search_scores: Sequence[float],
-               sentence_log_probs: Tensor | None = None) -> Tensor:
-        """(K,) final scores; -inf stays -inf (an unused beam slot).
-
-        ``sentence_log_probs`` (K,): the word LM's scores of ``texts`` if already known (tuning).
-        """
-        if sentence_log_probs is None:
-            sentence_log_probs = self.lm.sentence_log_probs(texts)
-        word_counts = torch.tensor([len(text.split()) for text in texts], dtype=torch.float32)
-        unknown = torch.tensor([self.lm.word_ids(text).count(UNKNOWN_WORD) for text in texts], dtype=torch.float32)
-        return (torch.tensor(search_scores, dtype=torch.float32) + self.weight * sentence_log_probs
-                + self.word_bonus * word_counts - self.oov_penalty * unknown)
+    def scores(self, search_scores: Sequence[float], sentences: SentenceScores) -> Tensor:
+        """(K,) final scores of K hypotheses; -inf stays -inf (an unused beam slot)."""
+        return (torch.tensor(search_scores, dtype=torch.float32) + self.weight * sentences.log_probs
+                + self.word_bonus * sentences.word_counts - self.oov_penalty * sentences.unknown_counts)
 
     def best(self, texts: Sequence[str], search_scores: Sequence[float]) -> int:
         """Index of the hypothesis to finalise."""
-        return int(self.scores(texts, search_scores).argmax())
+        return int(self.scores(search_scores, self.lm.sentence_scores(texts)).argmax())
 
     def describe(self) -> dict:
         return {"word_lm_order": self.lm.ngram.order, "word_lm_words": len(self.lm.words), "weight": self.weight,
                 "word_bonus": self.word_bonus, "oov_penalty": self.oov_penalty}
 
 
+def best_index(search_scores: Sequence[float]) -> int:
+    """Index of the highest search score (the first of equals)."""
+    return max(range(len(search_scores)), key=search_scores.__getitem__)
+
+
 def final_hypothesis(hypotheses: Sequence[Sequence[tuple[int, int]]], search_scores: Sequence[float],
-                     default: int, rescorer: Rescorer | None, decode) -> int:
+                     rescorer: Rescorer | None, decode: Callable[[list[int]], str]) -> int:
     """Which of a stream's K hypotheses ((token, frame) lists) becomes its final result.
 
-    ``default`` is the search's best; with a ``rescorer`` the word LM decides. ``decode``
-    turns token ids into text (the model's tokenizer).
+    Without a ``rescorer``, the best search score; with one, the word LM decides. ``decode``
+    turns token ids into text (the model's tokenizer). The server's sessions, whole-utterance
+    decoding and the tests all choose here, so they cannot disagree.
     """
     if rescorer is None:
-        return default
+        return best_index(search_scores)
     texts = [decode([token for token, _ in hypothesis]) for hypothesis in hypotheses]
     return rescorer.best(texts, search_scores)
 

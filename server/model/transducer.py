@@ -244,8 +244,7 @@ class StreamingTransducer(nn.Module):
         """
         search = search or self.default_search
         if search.beam > 1:
-            return [update.added[final_hypothesis(update.added, update.scores, update.best, search.rescorer,
-                                                  self.tokenizer.decode)]
+            return [update.added[final_hypothesis(update.added, update.scores, search.rescorer, self.tokenizer.decode)]
                     for update in self.beam_hypotheses(features, feature_lengths, streaming, search)]
         encoder_out, lengths = self._encode_utterances(features, feature_lengths, streaming)
         context = torch.full((features.shape[0], self.config.decoder.context_size), self.tokenizer.blank_id,
