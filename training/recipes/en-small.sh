@@ -64,12 +64,12 @@ $FIT --resume --lr 1.2e-3 --spec-augment-after 7500 --bf16 --hold-lr-after 2000 
 $FIT --train-manifest data/train/manifest.jsonl data/train2/manifest.jsonl --resume --lr 1.2e-3 \
     --spec-augment-after 7500 --bf16 --hold-lr-after 2000 --max-steps 15400 --cooldown-steps 1400 \
     --cooldown-end-step 15400 --snapshot-every 100 --snapshot-after 13900
-# 8. Started at the end of session 5, after the bundled step-15400 model: data/train3 added, the
-#    held rate again. In progress; a later session resumes it and moves the end step (restart at
-#    a 5-minute checkpoint with new --max-steps/--cooldown-end-step), then bundles as below.
+# 8. Sessions 5-6: data/train3 added (65 h in all), the held rate again from step 15400, then a
+#    linear cool-down to 0 over steps 16600-18600 (end step moved from 22000 to 18600 at a
+#    5-minute checkpoint to fit session 6), with snapshots after step 18200.
 $FIT --train-manifest data/train/manifest.jsonl data/train2/manifest.jsonl data/train3/manifest.jsonl \
-    --resume --lr 1.2e-3 --spec-augment-after 7500 --bf16 --hold-lr-after 2000 --max-steps 22000 \
-    --cooldown-steps 2000 --cooldown-end-step 22000 --snapshot-every 100 --snapshot-after 19900
+    --resume --lr 1.2e-3 --spec-augment-after 7500 --bf16 --hold-lr-after 2000 --max-steps 18600 \
+    --cooldown-steps 2000 --cooldown-end-step 18600 --snapshot-every 100 --snapshot-after 18200
 # A new run would do all of this in one command:
 #   $FIT --lr 1.2e-3 --short-first-steps 1300 --spec-augment-after 100000 --bf16 --hold-lr-after 2000 \
 #        --max-steps N --cooldown-steps 1000
@@ -93,4 +93,4 @@ $BIN/asr-train lm --model models/en-small --words --sentences 200000 --seed 1234
 $BIN/asr-train tune-rescoring --model models/en-small --manifest data/dev/manifest.jsonl \
     --weights 0.1 0.2 0.3 0.5 --word-bonuses 0 1 2 3 4 --oov-penalties 0 2 4 8 --set-default
 $BIN/asr-train card --model models/en-small --heldout data/heldout/manifest.jsonl \
-    --train-manifest data/train/manifest.jsonl data/train2/manifest.jsonl
+    --train-manifest data/train/manifest.jsonl data/train2/manifest.jsonl data/train3/manifest.jsonl
