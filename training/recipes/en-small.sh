@@ -9,8 +9,9 @@ BIN=.venv/bin
 $BIN/asr-train synth --out data/train --num-utterances 30000 --seed 1 --split train --jobs 2
 # A second, fresh training set (session 4; 20.8 h, other sentences: seed 5), added from stage 7 on.
 $BIN/asr-train synth --out data/train2 --num-utterances 20000 --seed 5 --split train --jobs 2
-# A third (session 5, seed 7), added from stage 8 on.
+# A third (session 5, seed 7), added from stage 8 on, and a fourth (session 6, seed 8) from stage 9 on.
 $BIN/asr-train synth --out data/train3 --num-utterances 20000 --seed 7 --split train --jobs 2
+$BIN/asr-train synth --out data/train4 --num-utterances 20000 --seed 8 --split train --jobs 2
 $BIN/asr-train synth --out data/heldout --num-utterances 200 --seed 3 --split heldout --jobs 2 \
     --sentences training/data/heldout_sentences.txt
 
@@ -70,10 +71,18 @@ $FIT --train-manifest data/train/manifest.jsonl data/train2/manifest.jsonl --res
 $FIT --train-manifest data/train/manifest.jsonl data/train2/manifest.jsonl data/train3/manifest.jsonl \
     --resume --lr 1.2e-3 --spec-augment-after 7500 --bf16 --hold-lr-after 2000 --max-steps 18600 \
     --cooldown-steps 2000 --cooldown-end-step 18600 --snapshot-every 100 --snapshot-after 18200
+# 9. Started at the end of session 6, after the bundled step-18600 model: data/train4 added, the
+#    held rate again. In progress; a later session resumes it and moves the end step (restart at
+#    a 5-minute checkpoint with new --max-steps/--cooldown-end-step/--snapshot-after), then
+#    bundles as below.
+$FIT --train-manifest data/train/manifest.jsonl data/train2/manifest.jsonl data/train3/manifest.jsonl \
+    data/train4/manifest.jsonl --resume --lr 1.2e-3 --spec-augment-after 7500 --bf16 \
+    --hold-lr-after 2000 --max-steps 26000 --cooldown-steps 2500 --cooldown-end-step 26000 \
+    --snapshot-every 100 --snapshot-after 25500
 # A new run would do all of this in one command:
 #   $FIT --lr 1.2e-3 --short-first-steps 1300 --spec-augment-after 100000 --bf16 --hold-lr-after 2000 \
 #        --max-steps N --cooldown-steps 1000
-# Continue in a later session: stage 8's command while exp/en-small-v4 exists, otherwise start
+# Continue in a later session: stage 9's command while exp/en-small-v4 exists, otherwise start
 # from the bundled weights (fresh optimizer moments):
 #   $FIT --init-from models/en-small --schedule-offset STEP --lr 1.2e-3 --spec-augment-after 7500 --bf16
 # with STEP from models/en-small/trainer.json (18600).
