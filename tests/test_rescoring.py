@@ -35,16 +35,16 @@ def test_sentence_log_prob_is_the_sum_of_the_word_log_probs_with_the_end() -> No
     for word_id in ids:
         expected += lm.ngram.log_probs(torch.tensor([context]))[0, word_id].item()
         context = context[1:] + [word_id]
-    batched = lm.sentence_log_probs([text, "the roads get crowded after four", ""])
+    batched = lm.sentence_scores([text, "the roads get crowded after four", ""]).log_probs
     assert batched[0].item() == pytest.approx(expected, abs=1e-4)
     # A seen sentence beats its misspelling; the empty sentence is just its end.
-    assert batched[1] > lm.sentence_log_probs(["the roads get croaded after four"])[0]
+    assert batched[1] > lm.sentence_scores(["the roads get croaded after four"]).log_probs[0]
     assert batched[2].item() == pytest.approx(lm.ngram.log_probs(torch.tensor([[0, 0]]))[0, SENTENCE_END].item())
 
 
 def test_the_sentence_end_is_modelled() -> None:
     lm = build_word_lm(SENTENCES, order=3, min_count=1)
-    complete, cut = lm.sentence_log_probs(["the roads get crowded after four", "the roads get crowded after"])
+    complete, cut = lm.sentence_scores(["the roads get crowded after four", "the roads get crowded after"]).log_probs
     assert complete > cut
 
 
@@ -62,8 +62,9 @@ def test_rescorer_prefers_known_words_and_never_picks_an_unused_slot() -> None:
     rescorer = Rescorer(build_word_lm(SENTENCES, order=3, min_count=1), weight=0.5, oov_penalty=2.0)
     texts = ["the roads get croaded after", "the roads get crowded after four", "the roads get crowded after four"]
     # The search slightly prefers the misspelling; the word LM overrules it. Slot 2 is unused (-inf).
-    assert rescorer.best(texts, [-3.0, -4.0, -math.inf]) == 1
-    assert Rescorer(rescorer.lm, weight=0.0).best(texts, [-3.0, -4.0, -math.inf]) == 0
+    sentences = rescorer.lm.sentence_scores(texts)
+    assert rescorer.best([-3.0, -4.0, -math.inf], sentences) == 1
+    assert Rescorer(rescorer.lm, weight=0.0).best([-3.0, -4.0, -math.inf], sentences) == 0
     hypotheses = [[(5, 1)], [(6, 2)], []]
 
     def decode(ids: list[int]) -> str:
@@ -80,7 +81,8 @@ def test_word_lm_file_round_trip_and_a_token_lm_is_refused(tmp_path: Path) -> No
     again = WordLM.load(tmp_path / "word_lm.safetensors")
     assert again.words == lm.words and again.ngram.info == {"note": "test"}
     texts = ["we leave after four", "crowded the four"]
-    assert torch.allclose(again.sentence_log_probs(texts), lm.sentence_log_probs(texts), atol=2e-3)  # fp16 storage
+    # fp16 storage
+    assert torch.allclose(again.sentence_scores(texts).log_probs, lm.sentence_scores(texts).log_probs, atol=2e-3)
     build_ngram_lm([[1, 2, 3]], 10, order=2).save(tmp_path / "token_lm.safetensors")
     with pytest.raises(ValueError, match="not a word LM"):
         WordLM.load(tmp_path / "token_lm.safetensors")
@@ -128,7 +130,7 @@ def test_lm_command_builds_the_word_lm_and_sets_the_rescoring(random_model_dir: 
     rescorer = load_model(model_dir).default_search.rescorer
     assert rescorer is not None and (rescorer.weight, rescorer.word_bonus, rescorer.oov_penalty) == (0.6, 0.5, 2.0)
     sentence = "could you tell me where the station is"
-    forward, backward = rescorer.lm.sentence_log_probs([sentence, " ".join(reversed(sentence.split()))])
+    forward, backward = rescorer.lm.sentence_scores([sentence, " ".join(reversed(sentence.split()))]).log_probs
     assert forward > backward + 1.0
 
 
@@ -158,3 +160,10 @@ def test_tune_rescoring_grid_contains_the_plain_search_and_sets_the_best(random_
     rescorer = load_model(model_dir).default_search.rescorer
     assert rescorer is not None and (rescorer.weight, rescorer.oov_penalty) == (
         summary["best"]["weight"], summary["best"]["oov_penalty"])
+    # --beam decodes the K-best lists at another width and, with --set-default, keeps that
+    # width with the weights tuned at it (the LM fusion settings stay).
+    assert main(["tune-rescoring", "--model", str(model_dir), "--manifest", str(manifest), "--beam", "2",
+                 "--weights", "0", "1", "--word-bonuses", "0", "--oov-penalties", "0", "--set-default"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["beam"] == 2
+    search = load_model(model_dir).default_search
+    assert search.beam == 2 and search.lm is not None and search.rescorer is not None

@@ -1,6 +1,7 @@
 """``asr-train tune-rescoring``: choose the word-LM rescoring weights on a validation manifest.
 
-The manifest is decoded once with the model's beam search (streaming mask); every K-best
+The manifest is decoded once with the model's beam search (streaming mask; ``--beam`` for
+another width); every K-best
 list is kept, so each point of the grid of (weight, word bonus, unknown-word penalty) costs
 only a rescoring, not a decoding. Prints one JSON line per grid point, then the best point
 and the WER without rescoring and of the oracle (the best hypothesis in each K-best list).
@@ -10,6 +11,7 @@ Tune on a validation set, never on the held-out set the card reports.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import math
@@ -19,6 +21,7 @@ from pathlib import Path
 import jiwer
 import torch
 
+from server.model.beam_search import SearchConfig
 from server.model.checkpoint import DEFAULT_MODEL_DIR, load_model
 from server.model.rescoring import WORD_LM_FILE, Rescorer, WordLM, best_index
 from server.model.transducer import StreamingTransducer
@@ -31,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
     parser.add_argument("--manifest", type=Path, required=True, help="validation manifest (not the held-out set)")
     parser.add_argument("--word-lm", type=Path, help=f"default: MODEL/{WORD_LM_FILE}")
+    parser.add_argument("--beam", type=int, help="beam size of the K-best lists (default: the model's); with "
+                        "--set-default it is written too, so the weights stay with the beam they were tuned at")
     parser.add_argument("--weights", type=float, nargs="+", default=[0.2, 0.3, 0.5, 0.7, 1.0])
     parser.add_argument("--word-bonuses", type=float, nargs="+", default=[0.0, 0.5, 1.0, 2.0])
     parser.add_argument("--oov-penalties", type=float, nargs="+", default=[0.0, 2.0, 4.0, 6.0, 8.0])
@@ -38,11 +43,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set-default", action="store_true", help="write the best point into MODEL/config.json")
 
 
-def kbest_lists(model: StreamingTransducer, manifest: Path) -> list[tuple[str, list[str], list[float]]]:
+def kbest_lists(model: StreamingTransducer, manifest: Path,
+                search: SearchConfig) -> list[tuple[str, list[str], list[float]]]:
     """Per utterance: normalized reference, the K hypothesis texts and their search scores."""
-    search = model.default_search
     if search.beam == 1:
-        raise SystemExit("the model's default search is greedy: rescoring needs beam search (asr-train lm)")
+        raise SystemExit("the search is greedy: rescoring needs beam search (--beam, or asr-train lm --set-default)")
     lists = []
     for batch in feature_batches(model, manifest, batch_seconds=120.0):
         padded, lengths = pad_features([f for _, f, _ in batch])
@@ -62,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     model = load_model(args.model)
     word_lm = WordLM.load(args.word_lm or args.model / WORD_LM_FILE)
-    lists = kbest_lists(model, args.manifest)
+    search = model.default_search if args.beam is None else dataclasses.replace(model.default_search, beam=args.beam)
+    lists = kbest_lists(model, args.manifest, search)
     references = [reference for reference, _, _ in lists]
     baseline = _wer(references, [texts[best_index(scores)] for _, texts, scores in lists])
     oracle = _wer(references, [
@@ -80,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     results = []
     for weight, bonus, penalty in itertools.product(args.weights, args.word_bonuses, args.oov_penalties):
         rescorer = Rescorer(word_lm, weight, bonus, penalty)
-        chosen = [texts[int(rescorer.scores(scores, sentences).argmax())]
+        chosen = [texts[rescorer.best(scores, sentences)]
                   for (_, texts, scores), sentences in zip(lists, sentence_scores, strict=True)]
         results.append({"weight": weight, "word_bonus": bonus, "oov_penalty": penalty,
                         "wer": round(_wer(references, chosen), 4)})
@@ -90,8 +96,9 @@ def run(args: argparse.Namespace) -> int:
         word_lm_path = args.word_lm or args.model / WORD_LM_FILE
         if word_lm_path.parent.resolve() != args.model.resolve():
             raise SystemExit(f"--set-default needs the word LM inside the model directory, not {word_lm_path}")
-        set_default_rescoring(args.model, word_lm_path.name, best["weight"], best["word_bonus"], best["oov_penalty"])
+        set_default_rescoring(args.model, word_lm_path.name, best["weight"], best["word_bonus"], best["oov_penalty"],
+                              beam=args.beam)
     print(json.dumps({"best": best, "without_rescoring": round(baseline, 4), "oracle": round(oracle, 4),
-                      "utterances": len(lists), "beam": model.default_search.beam,
+                      "utterances": len(lists), "beam": search.beam,
                       "word_lm_ms_per_final": round(query_ms, 2), "set_default": args.set_default}))
     return 0

@@ -74,10 +74,6 @@ class WordLM:
         return SentenceScores(log_probs, torch.tensor(word_counts, dtype=torch.float32),
                               torch.tensor(unknown_counts, dtype=torch.float32))
 
-    def sentence_log_probs(self, texts: Sequence[str]) -> Tensor:
-        """(N,) natural-log probability of each whole sentence, its end included."""
-        return self.sentence_scores(texts).log_probs
-
     def save(self, path: Path | str, info: dict | None = None) -> None:
         vocabulary = sorted(self.words, key=self.words.__getitem__)
         self.ngram.save(path, metadata={**(self.ngram.info if info is None else info), "words": vocabulary})
@@ -122,9 +118,9 @@ class Rescorer:
         return (torch.tensor(search_scores, dtype=torch.float32) + self.weight * sentences.log_probs
                 + self.word_bonus * sentences.word_counts - self.oov_penalty * sentences.unknown_counts)
 
-    def best(self, texts: Sequence[str], search_scores: Sequence[float]) -> int:
+    def best(self, search_scores: Sequence[float], sentences: SentenceScores) -> int:
         """Index of the hypothesis to finalise."""
-        return int(self.scores(search_scores, self.lm.sentence_scores(texts)).argmax())
+        return int(self.scores(search_scores, sentences).argmax())
 
     def describe(self) -> dict:
         return {"word_lm_order": self.lm.ngram.order, "word_lm_words": len(self.lm.words), "weight": self.weight,
@@ -147,7 +143,7 @@ def final_hypothesis(hypotheses: Sequence[Sequence[tuple[int, int]]], search_sco
     if rescorer is None:
         return best_index(search_scores)
     texts = [decode([token for token, _ in hypothesis]) for hypothesis in hypotheses]
-    return rescorer.best(texts, search_scores)
+    return rescorer.best(search_scores, rescorer.lm.sentence_scores(texts))
 
 
 def load_rescorer(path: Path, weight: float, word_bonus: float, oov_penalty: float) -> Rescorer:
