@@ -95,12 +95,13 @@ cp exp/en-small-v4/latest/trainer.json models/en-small/
 # The token 4-gram LM and the default search (decision 0010). Weight and bonus tuned on data/dev
 # (decision 0012), a grid of `asr-train eval --manifest data/dev/manifest.jsonl --beam 8
 # --lm models/en-small/lm.safetensors --lm-weight W --token-bonus B --no-rescoring`. Beam 16 over
-# beam 8 was chosen on data/dev with rescoring on (10.9% -> 10.0%; decision 0014):
+# beam 8 was chosen on data/dev with rescoring on (tune-rescoring --beam 8 vs 16: 10.9% -> 10.0%;
+# decision 0014):
 $BIN/asr-train lm --model models/en-small --sentences 200000 --order 4 --set-default \
     --beam 16 --lm-weight 0.3 --token-bonus 1.0
 # The word 3-gram LM that rescores final results, and its weights tuned on data/dev (decision 0012).
 $BIN/asr-train lm --model models/en-small --words --sentences 200000 --seed 1234
-$BIN/asr-train tune-rescoring --model models/en-small --manifest data/dev/manifest.jsonl \
+$BIN/asr-train tune-rescoring --model models/en-small --manifest data/dev/manifest.jsonl --beam 16 \
     --weights 0.05 0.1 0.2 0.3 --word-bonuses 0 1 2 3 4 --oov-penalties 2 4 8 12 --set-default
 $BIN/asr-train card --model models/en-small --heldout data/heldout/manifest.jsonl \
     --train-manifest data/train/manifest.jsonl data/train2/manifest.jsonl data/train3/manifest.jsonl
