@@ -46,10 +46,13 @@ def _stream(model, samples: np.ndarray, rng: random.Random, search: SearchConfig
     tokens: list[int] = []  # greedy search
     hypotheses: list[list[tuple[int, int]]] = [[] for _ in range(search.beam)]  # beam search
     scores: list[float] = [0.0] * search.beam
+    ctc_chunks: list[torch.Tensor] = []  # the CTC head's frames, when the rescorer uses them
 
     def run(window: np.ndarray, real: int) -> None:
         nonlocal state, hypotheses, scores
         out = model.step(torch.from_numpy(window)[None], torch.tensor([real]), state, search)
+        if out.ctc_log_probs is not None:
+            ctc_chunks.append(out.ctc_log_probs[0, : int(out.num_frames[0])])
         if out.trace is not None:
             (update,) = beam_updates(out.trace, out.state.beam_scores)
             hypotheses, scores = relink(hypotheses, update), update.scores
@@ -67,9 +70,11 @@ def _stream(model, samples: np.ndarray, rng: random.Random, search: SearchConfig
     for window, real in windows.final_windows():
         run(window, real)
     if search.beam > 1:
-        # The final choice the server makes: the word-LM rescorer's when the model has one.
-        tokens = [token for token, _ in
-                  hypotheses[final_hypothesis(hypotheses, scores, search.rescorer, model.tokenizer.decode)]]
+        # The final choice the server makes: the rescorer's (word LM, CTC head) when the model has one.
+        ctc = torch.cat(ctc_chunks) if ctc_chunks else None
+        chosen = final_hypothesis(hypotheses, scores, search.rescorer, model.tokenizer.decode, ctc,
+                                  model.tokenizer.blank_id)
+        tokens = [token for token, _ in hypotheses[chosen]]
     return model.tokenizer.decode(tokens)
 
 

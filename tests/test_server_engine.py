@@ -18,7 +18,7 @@ from server.engine.session import MAX_BACKLOG_SECONDS, SessionOptions, Update
 from server.engine.slots import SlotAllocator, SlotExhaustedError
 from server.engine.transcript import Utterance, utterance_results, words_of
 from server.model.beam_search import SearchConfig
-from server.model.checkpoint import load_model
+from server.model.checkpoint import load_model, save_random_model
 from server.model.frontend import compute_fbank
 from server.model.ngram_lm import build_ngram_lm
 from server.model.rescoring import Rescorer, build_word_lm
@@ -136,21 +136,23 @@ def _rescorer_for_a_runner_up(model, features: np.ndarray, search: SearchConfig)
     """A word-LM rescorer that knows only one non-best hypothesis of the whole-utterance search,
     so it must overrule the search's choice; returns it with that hypothesis' text."""
     update = model.beam_hypotheses(torch.from_numpy(features)[None], torch.tensor([features.shape[0]]),
-                                   streaming=True, search=search)[0]
+                                   streaming=True, search=search)[0].update
     texts = [model.tokenizer.decode([t for t, _ in hypothesis]).strip() for hypothesis in update.added]
     runner_up = next(text for k, text in enumerate(texts)
                      if k != update.best and update.scores[k] > -math.inf and text != texts[update.best])
     return Rescorer(build_word_lm([runner_up] * 10, order=2, min_count=1), weight=5.0, oov_penalty=20.0), runner_up
 
 
-@pytest.mark.parametrize("method", ["greedy", "beam+lm", "beam+lm+rescoring"])
-def test_engine_equals_whole_utterance_decoding(random_model_dir: Path, method: str) -> None:
+@pytest.mark.parametrize("method", ["greedy", "beam+lm", "beam+lm+rescoring", "beam+lm+rescoring+ctc"])
+def test_engine_equals_whole_utterance_decoding(random_model_dir: Path, tmp_path: Path, method: str) -> None:
     """One stream through fbank, windows, slots and the scheduler decodes like the model offline.
 
     Under beam search the partials may revise earlier words; the final must still be exactly
-    the whole-utterance beam search result.
+    the whole-utterance beam search result. With CTC rescoring, the session's CTC frames,
+    gathered chunk by chunk, must choose as the whole utterance's do.
     """
-    model = noisy_model(random_model_dir)
+    with_ctc = method.endswith("+ctc")
+    model = noisy_model(save_random_model(tmp_path / "ctc", ctc_head=True) if with_ctc else random_model_dir)
     search = SearchConfig()
     if method.startswith("beam+lm"):
         rng = np.random.default_rng(5)
@@ -162,12 +164,20 @@ def test_engine_equals_whole_utterance_decoding(random_model_dir: Path, method: 
     if method == "beam+lm+rescoring":
         rescorer, runner_up = _rescorer_for_a_runner_up(model, features, search)
         search = dataclasses.replace(search, rescorer=rescorer)
+    if with_ctc:
+        # A word LM that knows nothing of these texts (weight 0): only the CTC head can overrule the search.
+        search_best = model.tokenizer.decode([t for t, _ in model.transcribe_batch(
+            torch.from_numpy(features)[None], torch.tensor([features.shape[0]]), search=search)[0]]).strip()
+        rescorer = Rescorer(build_word_lm(["a b c"] * 3, order=2, min_count=1), weight=0.0, ctc_weight=1.0)
+        search = dataclasses.replace(search, rescorer=rescorer)
     offline = model.transcribe_batch(torch.from_numpy(features)[None], torch.tensor([features.shape[0]]),
                                      search=search)[0]
     assert offline, "the noisy random model should emit tokens"
     expected = model.tokenizer.decode([t for t, _ in offline]).strip()
     if method == "beam+lm+rescoring":
         assert expected == runner_up  # the rescorer, not the search score, chose the final
+    if with_ctc:
+        assert expected != search_best  # the CTC head, not the search score, chose the final
     no_endpoints = SessionOptions(
         endpoint=EndpointConfig(trailing_silence_ms=60_000, max_utterance_ms=60_000)
     )

@@ -1,11 +1,12 @@
-"""``asr-train``: the training recipe's command line (synth, fit, average, lm, tune-rescoring, eval, card, curve)."""
+"""``asr-train``: the training recipe's command line (synth, fit, average, bundle, lm, tune-rescoring, eval,
+card, curve)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from training import average, curve, evaluate, fit, lm, model_card, synth, tune_rescoring
+from training import average, bundle, curve, evaluate, fit, lm, model_card, synth, tune_rescoring
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -15,6 +16,7 @@ def main(argv: list[str] | None = None) -> int:
         ("synth", synth, "synthesize a speech data set with espeak-ng (manifest + audio)"),
         ("fit", fit, "train a streaming Conformer-Transducer"),
         ("average", average, "average the weights of a run's snapshots (or any checkpoints of one run)"),
+        ("bundle", bundle, "turn a training checkpoint (with its CTC head) into a model directory"),
         ("lm", lm, "build the token n-gram LM for beam search (or --words: the word LM) and make it a model's default"),
         ("tune-rescoring", tune_rescoring, "choose the word-LM rescoring weights on a validation manifest"),
         ("eval", evaluate, "WER/CER of a model on a manifest"),

@@ -42,11 +42,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rescore-weight", type=float, help="word LM weight in rescoring (default: the model's)")
     parser.add_argument("--word-bonus", type=float, help="rescoring score per word (default: the model's)")
     parser.add_argument("--oov-penalty", type=float, help="rescoring penalty per unknown word (default: the model's)")
+    parser.add_argument("--ctc-weight", type=float, help="CTC head weight in rescoring (default: the model's)")
 
 
 def search_from_arguments(model: StreamingTransducer, args: argparse.Namespace) -> SearchConfig:
     """The model's default search with the options given on the command line replaced."""
     default = model.default_search
+    if args.ctc_weight and model.ctc_head is None:
+        raise SystemExit(f"--ctc-weight: model {model.config.name} has no CTC head")
     lm = TokenNgramLM.load(args.lm) if args.lm else default.lm
     return SearchConfig(
         beam=default.beam if args.beam is None else args.beam,
@@ -68,6 +71,7 @@ def rescorer_from_arguments(default: Rescorer | None, args: argparse.Namespace) 
         weight=base.weight if args.rescore_weight is None else args.rescore_weight,
         word_bonus=base.word_bonus if args.word_bonus is None else args.word_bonus,
         oov_penalty=base.oov_penalty if args.oov_penalty is None else args.oov_penalty,
+        ctc_weight=base.ctc_weight if args.ctc_weight is None else args.ctc_weight,
     )
 
 

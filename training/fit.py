@@ -33,7 +33,8 @@ from training.features import ConcatenatedCaches, FeatureCache, build_feature_ca
 from training.rnnt_loss import rnnt_loss
 
 LATEST, BEST = "latest", "best"
-CTC_HEAD_FILE = "ctc_head.safetensors"  # training-only auxiliary head, kept beside the optimizer state
+TRAINER_FILE = "trainer.json"  # step, hours seen, optimizer settings
+CTC_HEAD_FILE = "ctc_head.safetensors"  # the auxiliary CTC head, beside the optimizer state (bundle attaches it)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -179,11 +180,11 @@ def _save_trainer(directory: Path, optimizer: torch.optim.Optimizer, info: dict)
     tensors = {f"{param}.{key}": value.contiguous() for param, entry in state["state"].items()
                for key, value in entry.items()}
     save_file(tensors, str(directory / "optimizer.safetensors"))
-    (directory / "trainer.json").write_text(json.dumps({**info, "param_groups": state["param_groups"]}, indent=1))
+    (directory / TRAINER_FILE).write_text(json.dumps({**info, "param_groups": state["param_groups"]}, indent=1))
 
 
 def _load_trainer(directory: Path, optimizer: torch.optim.Optimizer) -> dict:
-    info = json.loads((directory / "trainer.json").read_text())
+    info = json.loads((directory / TRAINER_FILE).read_text())
     state: dict[int, dict[str, torch.Tensor]] = {}
     for name, value in load_file(str(directory / "optimizer.safetensors")).items():
         param, key = name.split(".", 1)
@@ -232,7 +233,6 @@ def learning_rate(step: int, peak: float, warmup: int, hold_after: int | None = 
 def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    rng = random.Random(args.seed)
     exp_dir: Path = args.exp_dir
     exp_dir.mkdir(parents=True, exist_ok=True)
     train = training_features(args.train_manifest, exp_dir / "features-train", args.jobs, args.speed_perturb)
@@ -247,7 +247,8 @@ def run(args: argparse.Namespace) -> int:
         model = build_new_model(args, train, exp_dir)
     device = _device()
     model.to(device).train()
-    ctc_head = nn.Linear(model.config.encoder.d_model, model.config.tokenizer.vocab_size).to(device)
+    # A bundled model keeps its CTC head (to rescore finals); otherwise the head lives only here.
+    ctc_head = model.ctc_head or nn.Linear(model.config.encoder.d_model, model.config.tokenizer.vocab_size).to(device)
     ctc_head_file = exp_dir / LATEST / CTC_HEAD_FILE
     if args.resume and ctc_head_file.is_file():
         ctc_head.load_state_dict(load_file(str(ctc_head_file)))
@@ -257,14 +258,18 @@ def run(args: argparse.Namespace) -> int:
         with torch.no_grad():
             model.joiner.output.bias[model.tokenizer.blank_id] = args.blank_bias_init
             ctc_head.bias[model.tokenizer.blank_id] = args.blank_bias_init
-    parameters = list(model.parameters()) + list(ctc_head.parameters())
+    parameters = list(model.parameters()) + ([] if model.ctc_head is not None else list(ctc_head.parameters()))
     optimizer = torch.optim.AdamW(parameters, lr=args.lr, weight_decay=1e-3, betas=(0.9, 0.98))
     info = {"step": 0, "best_wer": 1.0, "epoch": 0, "hours_seen": 0.0}
     if args.resume:
         info = _load_trainer(exp_dir / LATEST, optimizer)
     print(f"model: {model.num_parameters / 1e6:.2f}M parameters, {len(train)} training utterances, device {device}")
 
-    generator = torch.Generator().manual_seed(args.seed)
+    # Seeded by the step too: a resumed run seeded as at its start would draw the same batches
+    # (and masks) again from every restart, as runs before this fix did (training-status.md).
+    run_seed = args.seed * 1_000_003 + info["step"]
+    rng = random.Random(run_seed)
+    generator = torch.Generator().manual_seed(run_seed)
     log = (exp_dir / "log.jsonl").open("a")
     started = last_save = time.monotonic()
     progress = tqdm(initial=info["step"], desc="fit", dynamic_ncols=True)
@@ -308,7 +313,7 @@ def run(args: argparse.Namespace) -> int:
             if wer < info["best_wer"]:
                 info["best_wer"] = wer
                 save_model(model, exp_dir / BEST)
-                (exp_dir / BEST / "trainer.json").write_text(json.dumps(info, indent=1))
+                (exp_dir / BEST / TRAINER_FILE).write_text(json.dumps(info, indent=1))
         log.write(json.dumps(record) + "\n")
         log.flush()
         if args.snapshot_every and step > args.snapshot_after and step % args.snapshot_every == 0:

@@ -71,13 +71,13 @@ def set_default_decoding(model_dir: Path, lm_file: str, beam: int, lm_weight: fl
 
 
 def set_default_rescoring(model_dir: Path, word_lm_file: str, weight: float, word_bonus: float,
-                          oov_penalty: float, beam: int | None = None) -> None:
+                          oov_penalty: float, beam: int | None = None, ctc_weight: float = 0.0) -> None:
     """Rewrite config.json's decoding.rescoring section, and the beam if given (the beam the
     weights were tuned at); the LM fusion settings stay."""
     config = read_config(model_dir)
     decoding = config.decoding.model_dump()
     decoding["rescoring"] = RescoringConfig(word_lm_file=word_lm_file, weight=weight, word_bonus=word_bonus,
-                                            oov_penalty=oov_penalty).model_dump()
+                                            oov_penalty=oov_penalty, ctc_weight=ctc_weight).model_dump()
     if beam is not None:
         decoding["beam"] = beam
     config.decoding = config.decoding.model_validate(decoding)

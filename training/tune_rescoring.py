@@ -1,9 +1,9 @@
 """``asr-train tune-rescoring``: choose the word-LM rescoring weights on a validation manifest.
 
 The manifest is decoded once with the model's beam search (streaming mask; ``--beam`` for
-another width); every K-best
-list is kept, so each point of the grid of (weight, word bonus, unknown-word penalty) costs
-only a rescoring, not a decoding. Prints one JSON line per grid point, then the best point
+another width); every K-best list is kept, so each point of the grid of (weight, word
+bonus, unknown-word penalty) costs only a rescoring, not a decoding. A model with a CTC head adds the CTC weight to the
+grid (``--ctc-weights``; decision 0015). Prints one JSON line per grid point, then the best point
 and the WER without rescoring and of the oracle (the best hypothesis in each K-best list).
 Tune on a validation set, never on the held-out set the card reports.
 """
@@ -16,6 +16,7 @@ import itertools
 import json
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import jiwer
@@ -23,7 +24,7 @@ import torch
 
 from server.model.beam_search import SearchConfig
 from server.model.checkpoint import DEFAULT_MODEL_DIR, load_model
-from server.model.rescoring import WORD_LM_FILE, Rescorer, WordLM, best_index
+from server.model.rescoring import WORD_LM_FILE, Rescorer, WordLM, best_index, ctc_sequence_log_probs
 from server.model.transducer import StreamingTransducer
 from training.evaluate import feature_batches, pad_features
 from training.lm import set_default_rescoring
@@ -39,23 +40,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", type=float, nargs="+", default=[0.2, 0.3, 0.5, 0.7, 1.0])
     parser.add_argument("--word-bonuses", type=float, nargs="+", default=[0.0, 0.5, 1.0, 2.0])
     parser.add_argument("--oov-penalties", type=float, nargs="+", default=[0.0, 2.0, 4.0, 6.0, 8.0])
+    parser.add_argument("--ctc-weights", type=float, nargs="+",
+                        help="CTC head weights (default: 0, 0.1, 0.2, 0.3, 0.5 with a CTC head, else 0)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--set-default", action="store_true", help="write the best point into MODEL/config.json")
 
 
-def kbest_lists(model: StreamingTransducer, manifest: Path,
-                search: SearchConfig) -> list[tuple[str, list[str], list[float]]]:
-    """Per utterance: normalized reference, the K hypothesis texts and their search scores."""
+@dataclass
+class KBestList:
+    """One utterance: normalized reference, the K hypothesis texts, their search scores and,
+    with a CTC head, their CTC log-likelihoods (K,)."""
+
+    reference: str
+    texts: list[str]
+    scores: list[float]
+    ctc_scores: torch.Tensor | None
+
+
+def kbest_lists(model: StreamingTransducer, manifest: Path, search: SearchConfig) -> list[KBestList]:
     if search.beam == 1:
         raise SystemExit("the search is greedy: rescoring needs beam search (--beam, or asr-train lm --set-default)")
+    with_ctc = model.ctc_head is not None
     lists = []
     for batch in feature_batches(model, manifest, batch_seconds=120.0):
         padded, lengths = pad_features([f for _, f, _ in batch])
         with torch.inference_mode():
-            updates = model.beam_hypotheses(padded, lengths, streaming=True, search=search)
-        for (reference, _, _), update in zip(batch, updates, strict=True):
-            texts = [model.tokenizer.decode([t for t, _ in hypothesis]) for hypothesis in update.added]
-            lists.append((normalize_text(reference), texts, update.scores))
+            results = model.beam_hypotheses(padded, lengths, streaming=True, search=search, with_ctc=with_ctc)
+        for (reference, _, _), result in zip(batch, results, strict=True):
+            token_lists = [[t for t, _ in hypothesis] for hypothesis in result.update.added]
+            ctc_scores = None
+            if result.ctc_log_probs is not None:
+                ctc_scores = ctc_sequence_log_probs(result.ctc_log_probs, token_lists, model.tokenizer.blank_id)
+            lists.append(KBestList(normalize_text(reference), [model.tokenizer.decode(t) for t in token_lists],
+                                   result.update.scores, ctc_scores))
     return lists
 
 
@@ -69,26 +86,30 @@ def run(args: argparse.Namespace) -> int:
     word_lm = WordLM.load(args.word_lm or args.model / WORD_LM_FILE)
     search = model.default_search if args.beam is None else dataclasses.replace(model.default_search, beam=args.beam)
     lists = kbest_lists(model, args.manifest, search)
-    references = [reference for reference, _, _ in lists]
-    baseline = _wer(references, [texts[best_index(scores)] for _, texts, scores in lists])
+    ctc_weights = args.ctc_weights or ([0.0, 0.1, 0.2, 0.3, 0.5] if model.ctc_head is not None else [0.0])
+    if model.ctc_head is None and any(w > 0 for w in ctc_weights):
+        raise SystemExit(f"{args.model} has no CTC head: --ctc-weights must be 0")
+    references = [kbest.reference for kbest in lists]
+    baseline = _wer(references, [kbest.texts[best_index(kbest.scores)] for kbest in lists])
     oracle = _wer(references, [
-        min((t for t, s in zip(texts, scores, strict=True) if s > -math.inf),
-            key=lambda t: jiwer.wer(reference, normalize_text(t) or "<empty>"))
-        for reference, texts, scores in lists
+        min((t for t, s in zip(kbest.texts, kbest.scores, strict=True) if s > -math.inf),
+            key=lambda t, reference=kbest.reference: jiwer.wer(reference, normalize_text(t) or "<empty>"))
+        for kbest in lists
     ])
     # What the word LM says of each hypothesis does not depend on the weights: compute it once
     # (and time it: this is what rescoring adds to every final result in the server).
     if lists:
-        word_lm.sentence_scores(lists[0][1])  # builds the LM's lookup keys once, as a server's first final does
+        word_lm.sentence_scores(lists[0].texts)  # builds the LM's lookup keys once, as a server's first final does
     started = time.perf_counter()
-    sentence_scores = [word_lm.sentence_scores(texts) for _, texts, _ in lists]
+    sentence_scores = [word_lm.sentence_scores(kbest.texts) for kbest in lists]
     query_ms = 1000 * (time.perf_counter() - started) / max(len(lists), 1)
     results = []
-    for weight, bonus, penalty in itertools.product(args.weights, args.word_bonuses, args.oov_penalties):
-        rescorer = Rescorer(word_lm, weight, bonus, penalty)
-        chosen = [texts[rescorer.best(scores, sentences)]
-                  for (_, texts, scores), sentences in zip(lists, sentence_scores, strict=True)]
-        results.append({"weight": weight, "word_bonus": bonus, "oov_penalty": penalty,
+    grid = itertools.product(args.weights, args.word_bonuses, args.oov_penalties, ctc_weights)
+    for weight, bonus, penalty, ctc_weight in grid:
+        rescorer = Rescorer(word_lm, weight, bonus, penalty, ctc_weight)
+        chosen = [kbest.texts[rescorer.best(kbest.scores, sentences, kbest.ctc_scores)]
+                  for kbest, sentences in zip(lists, sentence_scores, strict=True)]
+        results.append({"weight": weight, "word_bonus": bonus, "oov_penalty": penalty, "ctc_weight": ctc_weight,
                         "wer": round(_wer(references, chosen), 4)})
         print(json.dumps(results[-1]))
     best = min(results, key=lambda r: r["wer"])
@@ -97,8 +118,9 @@ def run(args: argparse.Namespace) -> int:
         if word_lm_path.parent.resolve() != args.model.resolve():
             raise SystemExit(f"--set-default needs the word LM inside the model directory, not {word_lm_path}")
         set_default_rescoring(args.model, word_lm_path.name, best["weight"], best["word_bonus"], best["oov_penalty"],
-                              beam=args.beam)
-    print(json.dumps({"best": best, "without_rescoring": round(baseline, 4), "oracle": round(oracle, 4),
-                      "utterances": len(lists), "beam": search.beam,
+                              beam=args.beam, ctc_weight=best["ctc_weight"])
+    without_ctc = min((r for r in results if r["ctc_weight"] == 0.0), key=lambda r: r["wer"], default=None)
+    print(json.dumps({"best": best, "best_without_ctc": without_ctc, "without_rescoring": round(baseline, 4),
+                      "oracle": round(oracle, 4), "utterances": len(lists), "beam": search.beam,
                       "word_lm_ms_per_final": round(query_ms, 2), "set_default": args.set_default}))
     return 0

@@ -147,10 +147,11 @@ class BatchScheduler:
         self._rtf.observe(result.seconds, audio_seconds)
         tokens = result.tokens if result.tokens is not None else [None] * len(sessions)
         beams = result.beams if result.beams is not None else [None] * len(sessions)
-        outputs = zip(sessions, windows, tokens, beams, result.num_frames, strict=True)
-        for session, window, stream_tokens, stream_beams, frames in outputs:
+        ctc = result.ctc_log_probs if result.ctc_log_probs is not None else [None] * len(sessions)
+        outputs = zip(sessions, windows, tokens, beams, ctc, result.num_frames, strict=True)
+        for session, window, stream_tokens, stream_beams, stream_ctc, frames in outputs:
             try:
-                update = session.on_step(window, stream_tokens, frames, stream_beams)
+                update = session.on_step(window, stream_tokens, frames, stream_beams, stream_ctc)
             except Exception as error:
                 # A bug in one stream's result handling ends that stream, not the batch.
                 log.exception("handling a step output failed")

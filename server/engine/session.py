@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from server.engine.endpoint import EndpointConfig, Endpointer
 from server.engine.transcript import Result, Utterance, utterance_results
@@ -29,6 +30,9 @@ from server.model.windowing import FeatureWindows
 # stops reading a client's audio, so a client sending faster than real time is slowed by
 # gRPC flow control instead of growing server memory.
 MAX_BACKLOG_SECONDS = 10.0
+# Encoder frames of CTC log-probabilities a stream keeps for its final's rescoring (60 s at
+# 40 ms, 1.5 MB with 256 tokens); an utterance longer than that is finalised without them.
+MAX_CTC_FRAMES = 1500
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,10 @@ class StreamSession:
         # Beam search: this utterance's K token histories (None: all empty, as after a reset).
         self._hypotheses: list[list[tuple[int, int]]] | None = None
         self._hypothesis_scores: list[float] = []  # their search scores, for the rescorer
+        # The CTC head's log-probabilities (frames, V) of this utterance's encoder frames, for a
+        # rescorer with a ctc_weight; None once the utterance outgrew MAX_CTC_FRAMES.
+        self._ctc_chunks: list[torch.Tensor] | None = []
+        self._ctc_frames = 0
         self.needs_init = True  # state row not yet initialised for this stream
         self.needs_decoder_reset = False
         self.queued = False  # in the scheduler's ready queue
@@ -218,18 +226,21 @@ class StreamSession:
         return ready
 
     def on_step(self, window: Window, tokens: list[tuple[int, int]] | None, num_frames: int,
-                beams: BeamUpdate | None = None) -> Update | None:
+                beams: BeamUpdate | None = None, ctc_log_probs: torch.Tensor | None = None) -> Update | None:
         """Take one model step's output; returns the update sent (if any) and resubmits.
 
         Greedy search gives the step's new ``tokens``; beam search gives ``beams``, which
         re-links this stream's hypotheses; the utterance is then the best one, which may
-        revise earlier partials.
+        revise earlier partials. ``ctc_log_probs`` (num_frames, V) are kept for the final's
+        rescoring.
         """
         self.in_flight = False
         if self.closed:
             self._release(self)
             return None
         self._frames_done += num_frames
+        if ctc_log_probs is not None:
+            self._keep_ctc(ctc_log_probs)
         if beams is not None:
             self._hypotheses = relink(self._hypotheses, beams)
             self._hypothesis_scores = beams.scores
@@ -283,11 +294,23 @@ class StreamSession:
         for token_id, frame in self._hypotheses[index]:
             self._utterance.add(token_id, frame)
 
+    def _keep_ctc(self, log_probs: torch.Tensor) -> None:
+        if self._ctc_chunks is None or self._rescorer is None:
+            return
+        self._ctc_frames += log_probs.shape[0]
+        if self._ctc_frames > MAX_CTC_FRAMES:
+            # Bound the memory of a stream that never pauses; its final keeps the word LM's choice.
+            self._ctc_chunks = None
+            return
+        self._ctc_chunks.append(log_probs)
+
     def _finalise(self) -> list[Result]:
         if self._hypotheses is not None and self._rescorer is not None:
             # Without a rescorer the current utterance already is the best search score's.
+            ctc = torch.cat(self._ctc_chunks) if self._ctc_chunks else None
             self._show_hypothesis(final_hypothesis(self._hypotheses, self._hypothesis_scores, self._rescorer,
-                                                   self.model.tokenizer.decode))
+                                                   self.model.tokenizer.decode, ctc, self.model.tokenizer.blank_id))
+        self._ctc_chunks, self._ctc_frames = [], 0
         results = self._results(is_final=True)
         if results:
             self._utterance_index += 1

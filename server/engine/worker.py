@@ -37,12 +37,14 @@ class StepRequest:
 
 @dataclass
 class StepResult:
-    """Per stream: ``tokens`` (greedy search) or ``beams`` (beam search), and frames produced."""
+    """Per stream: ``tokens`` (greedy search) or ``beams`` (beam search), and frames produced;
+    ``ctc_log_probs`` (num_frames, V) on the CPU when final results are rescored with the CTC head."""
 
     tokens: list[list[tuple[int, int]]] | None
     num_frames: list[int]
     seconds: float  # wall time of the model step
     beams: list[BeamUpdate] | None = None
+    ctc_log_probs: list[torch.Tensor] | None = None
 
 
 class ModelWorker:
@@ -102,8 +104,11 @@ class ModelWorker:
             pool.assign_(rows, out.state)
             num_frames = out.num_frames.tolist()  # syncs the device, so the timing is real
             beams = None if out.trace is None else beam_updates(out.trace, out.state.beam_scores)
+            ctc = None
+            if out.ctc_log_probs is not None:
+                ctc = [rows[:count] for rows, count in zip(out.ctc_log_probs.cpu(), num_frames, strict=True)]
             seconds = time.perf_counter() - start
-        return StepResult(tokens=out.tokens, num_frames=num_frames, seconds=seconds, beams=beams)
+        return StepResult(tokens=out.tokens, num_frames=num_frames, seconds=seconds, beams=beams, ctc_log_probs=ctc)
 
     def _warmup(self, batch_sizes: list[int]) -> None:
         self._ensure_pool()

@@ -105,7 +105,7 @@ def _load_rescorer(model_dir: Path, rescoring: RescoringConfig | None) -> Rescor
     if not path.is_file():
         raise CheckpointError(f"{path}: missing word language model (config.json decoding.rescoring.word_lm_file)")
     try:
-        return load_rescorer(path, rescoring.weight, rescoring.word_bonus, rescoring.oov_penalty)
+        return load_rescorer(path, rescoring.weight, rescoring.word_bonus, rescoring.oov_penalty, rescoring.ctc_weight)
     except (SafetensorError, OSError, ValueError, KeyError) as error:
         raise CheckpointError(f"{path}: unreadable word language model ({error})") from error
 
@@ -164,7 +164,7 @@ _RANDOM_MODEL_TEXT = [
 
 
 def save_random_model(model_dir: Path, multi_talker: bool = False, languages: list[str] | None = None,
-                      seed: int = 0) -> Path:
+                      seed: int = 0, ctc_head: bool = False) -> Path:
     """Write a tiny random-init checkpoint (for unit tests of shapes, plumbing and errors only)."""
     from server.model.config import DecoderConfig, EncoderConfig, TokenizerConfig
     from server.model.tokenizer import CHANNEL_CHANGE_PIECE, train_tokenizer
@@ -181,6 +181,7 @@ def save_random_model(model_dir: Path, multi_talker: bool = False, languages: li
                               subsampling_channels=8, chunk_size=4, left_chunks=2, right_context=1),
         decoder=DecoderConfig(embed_dim=16, context_size=2),
         joiner_dim=32,
+        ctc_head=ctc_head,
         tokenizer=TokenizerConfig(file=tokenizer_file.name, vocab_size=tokenizer.vocab_size,
                                   channel_change_token=CHANNEL_CHANGE_PIECE if multi_talker else None),
     )

@@ -78,6 +78,8 @@ class RescoringConfig(_Strict):
     weight: float = Field(0.5, ge=0.0)
     word_bonus: float = 0.0
     oov_penalty: float = Field(0.0, ge=0.0)
+    # Weight of the CTC head's log-likelihood of each hypothesis (needs ``ctc_head``; decision 0015).
+    ctc_weight: float = Field(0.0, ge=0.0)
 
 
 class DecodingConfig(_Strict):
@@ -108,6 +110,8 @@ class ModelConfig(_Strict):
     joiner_dim: int = 256
     tokenizer: TokenizerConfig
     max_symbols_per_frame: int = Field(3, ge=1)
+    # A CTC output layer on the encoder (trained as an auxiliary loss), kept to rescore final results.
+    ctc_head: bool = False
     decoding: DecodingConfig = Field(default_factory=DecodingConfig)
 
     @property
@@ -122,4 +126,7 @@ class ModelConfig(_Strict):
             )
         if self.multi_talker and not self.tokenizer.channel_change_token:
             raise ValueError("multi_talker models need tokenizer.channel_change_token")
+        rescoring = self.decoding.rescoring
+        if rescoring is not None and rescoring.ctc_weight > 0 and not self.ctc_head:
+            raise ValueError("decoding.rescoring.ctc_weight > 0 needs a model with ctc_head: true")
         return self

@@ -7,6 +7,11 @@ two words of context, and where sentences end. Running it on whole hypotheses on
 final result costs one batched LM query, against one per frame for fusion; partial
 results keep the search's own best hypothesis (they may be revised anyway).
 
+When the model has a CTC head (an output layer on the encoder, trained beside the transducer
+loss), ``ctc_weight`` adds each hypothesis' CTC log-likelihood over the utterance's encoder
+frames: a second acoustic opinion that scores whole token sequences, with no search of its
+own, and so no bias toward what the transducer's pruning kept (decision 0015).
+
 The word LM reuses ``TokenNgramLM`` (interpolated Kneser-Ney as tensors) over word ids:
 0 is the sentence start (its context padding), 1 the sentence end, 2 an unknown word,
 then the vocabulary, which is stored in the file's metadata.
@@ -20,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from server.model.ngram_lm import TokenNgramLM, build_ngram_lm
@@ -106,25 +112,58 @@ def build_word_lm(sentences: Sequence[str], order: int = 3, max_words: int = MAX
 @dataclass(frozen=True)
 class Rescorer:
     """Final score = search score + ``weight`` · log P_word(sentence) + ``word_bonus`` per word
-    − ``oov_penalty`` per word the LM does not know."""
+    − ``oov_penalty`` per word the LM does not know + ``ctc_weight`` · log P_ctc(tokens | audio)."""
 
     lm: WordLM
     weight: float
     word_bonus: float = 0.0
     oov_penalty: float = 0.0
+    ctc_weight: float = 0.0
 
-    def scores(self, search_scores: Sequence[float], sentences: SentenceScores) -> Tensor:
-        """(K,) final scores of K hypotheses; -inf stays -inf (an unused beam slot)."""
-        return (torch.tensor(search_scores, dtype=torch.float32) + self.weight * sentences.log_probs
-                + self.word_bonus * sentences.word_counts - self.oov_penalty * sentences.unknown_counts)
+    @property
+    def uses_ctc(self) -> bool:
+        return self.ctc_weight > 0.0
 
-    def best(self, search_scores: Sequence[float], sentences: SentenceScores) -> int:
+    def scores(self, search_scores: Sequence[float], sentences: SentenceScores,
+               ctc_scores: Tensor | None = None) -> Tensor:
+        """(K,) final scores of K hypotheses; -inf stays -inf (an unused beam slot).
+
+        ``ctc_scores`` (K,) from ``ctc_sequence_log_probs``; the CTC term is left out when
+        they are missing or none is finite (no acoustic frames to judge by).
+        """
+        total = (torch.tensor(search_scores, dtype=torch.float32) + self.weight * sentences.log_probs
+                 + self.word_bonus * sentences.word_counts - self.oov_penalty * sentences.unknown_counts)
+        if self.uses_ctc and ctc_scores is not None and bool(torch.isfinite(ctc_scores).any()):
+            total = total + self.ctc_weight * ctc_scores
+        return total
+
+    def best(self, search_scores: Sequence[float], sentences: SentenceScores,
+             ctc_scores: Tensor | None = None) -> int:
         """Index of the hypothesis to finalise."""
-        return int(self.scores(search_scores, sentences).argmax())
+        return int(self.scores(search_scores, sentences, ctc_scores).argmax())
 
     def describe(self) -> dict:
         return {"word_lm_order": self.lm.ngram.order, "word_lm_words": len(self.lm.words), "weight": self.weight,
-                "word_bonus": self.word_bonus, "oov_penalty": self.oov_penalty}
+                "word_bonus": self.word_bonus, "oov_penalty": self.oov_penalty, "ctc_weight": self.ctc_weight}
+
+
+@torch.no_grad()
+def ctc_sequence_log_probs(log_probs: Tensor, hypotheses: Sequence[Sequence[int]], blank_id: int) -> Tensor:
+    """(K,) log P_ctc of each token sequence given log_probs (T, V), the CTC head's
+    log-softmax over one utterance's encoder frames: the sum over all its alignments
+    (``torch.nn.functional.ctc_loss``, which is that forward algorithm). A sequence no
+    alignment fits in T frames gets -inf.
+    """
+    count = len(hypotheses)
+    frames = log_probs.shape[0]
+    targets = [token for hypothesis in hypotheses for token in hypothesis]
+    # ctc_loss wants a non-empty target tensor even when every sequence is empty.
+    flat = torch.tensor(targets or [blank_id + 1], dtype=torch.int64)
+    losses = F.ctc_loss(log_probs.float().unsqueeze(1).expand(frames, count, -1), flat,
+                        torch.full((count,), frames, dtype=torch.int64),
+                        torch.tensor([len(h) for h in hypotheses], dtype=torch.int64),
+                        blank=blank_id, reduction="none", zero_infinity=False)
+    return torch.where(torch.isfinite(losses), -losses, torch.tensor(float("-inf")))
 
 
 def best_index(search_scores: Sequence[float]) -> int:
@@ -133,19 +172,27 @@ def best_index(search_scores: Sequence[float]) -> int:
 
 
 def final_hypothesis(hypotheses: Sequence[Sequence[tuple[int, int]]], search_scores: Sequence[float],
-                     rescorer: Rescorer | None, decode: Callable[[list[int]], str]) -> int:
+                     rescorer: Rescorer | None, decode: Callable[[list[int]], str],
+                     ctc_log_probs: Tensor | None = None, blank_id: int = 0) -> int:
     """Which of a stream's K hypotheses ((token, frame) lists) becomes its final result.
 
-    Without a ``rescorer``, the best search score; with one, the word LM decides. ``decode``
-    turns token ids into text (the model's tokenizer). The server's sessions, whole-utterance
-    decoding and the tests all choose here, so they cannot disagree.
+    Without a ``rescorer``, the best search score; with one, the word LM decides, and the
+    CTC head too when the rescorer has a ``ctc_weight`` and ``ctc_log_probs`` (T, V) of the
+    utterance's frames are given. ``decode`` turns token ids into text (the model's
+    tokenizer). The server's sessions, whole-utterance decoding and the tests all choose
+    here, so they cannot disagree.
     """
     if rescorer is None:
         return best_index(search_scores)
-    texts = [decode([token for token, _ in hypothesis]) for hypothesis in hypotheses]
-    return rescorer.best(search_scores, rescorer.lm.sentence_scores(texts))
+    token_lists = [[token for token, _ in hypothesis] for hypothesis in hypotheses]
+    sentences = rescorer.lm.sentence_scores([decode(tokens) for tokens in token_lists])
+    ctc_scores = None
+    if rescorer.uses_ctc and ctc_log_probs is not None and ctc_log_probs.shape[0] > 0:
+        ctc_scores = ctc_sequence_log_probs(ctc_log_probs, token_lists, blank_id)
+    return rescorer.best(search_scores, sentences, ctc_scores)
 
 
-def load_rescorer(path: Path, weight: float, word_bonus: float, oov_penalty: float) -> Rescorer:
+def load_rescorer(path: Path, weight: float, word_bonus: float, oov_penalty: float,
+                  ctc_weight: float = 0.0) -> Rescorer:
     """The word LM stays on the CPU: it runs once per final result, on a few short sentences."""
-    return Rescorer(WordLM.load(path), weight, word_bonus, oov_penalty)
+    return Rescorer(WordLM.load(path), weight, word_bonus, oov_penalty, ctc_weight)

@@ -76,12 +76,25 @@ class StepOutput:
     state: the streams' new state.
     trace: under beam search, what the chunk added to each stream's K hypotheses (the best
         one is the highest of ``state.beam_scores``; ``beam_search.beam_updates`` has both).
+    ctc_log_probs: (B, T, V) the CTC head's log-probabilities of the chunk's encoder frames
+        (row b valid up to ``num_frames[b]``), when the search's rescorer uses them; else None.
     """
 
     tokens: list[list[tuple[int, int]]] | None
     num_frames: Tensor
     state: StreamState
     trace: BeamTrace | None = None
+    ctc_log_probs: Tensor | None = None
+
+
+@dataclass
+class UtteranceHypotheses:
+    """A whole utterance's beam search result: the K final hypotheses (``update.added``, from
+    empty) with their search scores, and the CTC head's log-probabilities (T, V) of its
+    encoder frames when they were asked for."""
+
+    update: BeamUpdate
+    ctc_log_probs: Tensor | None = None
 
 
 def state_beam(state: StreamState) -> BeamState:
@@ -106,6 +119,8 @@ class StreamingTransducer(nn.Module):
         self.decoder = StatelessDecoder(vocab, config.decoder.embed_dim, config.decoder.context_size,
                                         tokenizer.blank_id)
         self.joiner = Joiner(config.encoder.d_model, config.decoder.embed_dim, config.joiner_dim, vocab)
+        # Only to rescore final results (``rescoring.ctc_sequence_log_probs``); the search never uses it.
+        self.ctc_head = nn.Linear(config.encoder.d_model, vocab) if config.ctc_head else None
         # The search the checkpoint's config.json asks for (``load_model`` sets it, LM included).
         self.default_search = SearchConfig()
 
@@ -131,6 +146,16 @@ class StreamingTransducer(nn.Module):
         """Algorithmic latency: chunk plus lookahead."""
         enc = self.config.encoder
         return (enc.chunk_size + enc.right_context) * self.frame_shift_ms
+
+    def ctc_log_probs(self, encoder_out: Tensor) -> Tensor:
+        """encoder_out (B, T, D) -> the CTC head's log-probabilities (B, T, V), float32."""
+        if self.ctc_head is None:
+            raise ValueError(f"model {self.config.name} has no CTC head (config.json ctc_head)")
+        return self.ctc_head(encoder_out).float().log_softmax(dim=-1)
+
+    def wants_ctc(self, search: SearchConfig) -> bool:
+        """Whether final results under ``search`` are rescored with the CTC head."""
+        return self.ctc_head is not None and search.rescorer is not None and search.rescorer.uses_ctc
 
     # -- streaming ---------------------------------------------------------------------------
     def init_state(self, batch: int, language_weights: Tensor | None = None,
@@ -194,7 +219,9 @@ class StreamingTransducer(nn.Module):
             beam_scores=beam.scores,
             beam_hashes=beam.hashes,
         )
-        return StepOutput(tokens=tokens, num_frames=num_frames, state=new_state, trace=trace)
+        ctc_log_probs = self.ctc_log_probs(encoder_out) if self.wants_ctc(search) else None
+        return StepOutput(tokens=tokens, num_frames=num_frames, state=new_state, trace=trace,
+                          ctc_log_probs=ctc_log_probs)
 
     def greedy_decode(
         self, encoder_out: Tensor, num_frames: Tensor, context: Tensor, frame_offset: Tensor | None = None
@@ -244,8 +271,14 @@ class StreamingTransducer(nn.Module):
         """
         search = search or self.default_search
         if search.beam > 1:
-            return [update.added[final_hypothesis(update.added, update.scores, search.rescorer, self.tokenizer.decode)]
-                    for update in self.beam_hypotheses(features, feature_lengths, streaming, search)]
+            chosen = []
+            for result in self.beam_hypotheses(features, feature_lengths, streaming, search,
+                                               with_ctc=self.wants_ctc(search)):
+                update = result.update
+                index = final_hypothesis(update.added, update.scores, search.rescorer, self.tokenizer.decode,
+                                         result.ctc_log_probs, self.tokenizer.blank_id)
+                chosen.append(update.added[index])
+            return chosen
         encoder_out, lengths = self._encode_utterances(features, feature_lengths, streaming)
         context = torch.full((features.shape[0], self.config.decoder.context_size), self.tokenizer.blank_id,
                              dtype=torch.int64, device=features.device)
@@ -253,9 +286,10 @@ class StreamingTransducer(nn.Module):
         return tokens
 
     def beam_hypotheses(self, features: Tensor, feature_lengths: Tensor, streaming: bool,
-                        search: SearchConfig) -> list[BeamUpdate]:
-        """Whole-utterance beam search (``search.beam`` > 1): per utterance all K final hypotheses
-        (``added``, from empty), their ``scores`` and the search's ``best``, before any rescoring.
+                        search: SearchConfig, with_ctc: bool = False) -> list[UtteranceHypotheses]:
+        """Whole-utterance beam search (``search.beam`` > 1): per utterance all K final hypotheses,
+        their scores and the search's ``best``, before any rescoring; with ``with_ctc`` also the
+        CTC head's log-probabilities of its frames (on the CPU).
 
         features (B, T, F), feature_lengths (B,).
         """
@@ -263,7 +297,12 @@ class StreamingTransducer(nn.Module):
         state = init_beam_state(features.shape[0], search, self.config.decoder.context_size,
                                 self.tokenizer.blank_id, features.device)
         state, trace = beam_search_frames(self, encoder_out, lengths, state, search)
-        return beam_updates(trace, state.scores)
+        updates = beam_updates(trace, state.scores)
+        if not with_ctc:
+            return [UtteranceHypotheses(update) for update in updates]
+        log_probs = self.ctc_log_probs(encoder_out).cpu()
+        return [UtteranceHypotheses(update, log_probs[row, : int(length)])
+                for row, (update, length) in enumerate(zip(updates, lengths.tolist(), strict=True))]
 
     def _encode_utterances(self, features: Tensor, feature_lengths: Tensor, streaming: bool) -> tuple[Tensor, Tensor]:
         """Encoder over whole utterances: the streaming mask (all left context) or full context."""
