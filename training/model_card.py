@@ -56,6 +56,8 @@ def _search_text(search: dict) -> str:
                  f" ({rescoring['word_lm_words']} words) at weight {rescoring['weight']},"
                  f" word bonus {rescoring['word_bonus']},"
                  f" unknown-word penalty {rescoring['oov_penalty']}")
+        if rescoring.get("ctc_weight"):
+            text += f", and by the CTC head at weight {rescoring['ctc_weight']}"
     return text
 
 
@@ -116,7 +118,7 @@ Reproduce: `{command}`
 - Data: `asr-train synth` (espeak-ng): {data['utterances']} utterances, {data['hours']} hours,
   {data['voices']} voice/variant pairs, {data['words']} distinct words; text sources
   {data['sources']}; stored sample rates {data['sample_rates']}.
-{lm_line}- Recipe: `asr-train fit` (RNN-T loss plus an auxiliary CTC head used only in training, AdamW,
+{lm_line}- Recipe: `asr-train fit` (RNN-T loss plus an auxiliary CTC head, kept to rescore finals, AdamW,
   warm-up + inverse-sqrt learning rate, short-utterances-first curriculum, dynamic chunk
   training with the serving mask most of the time, SpecAugment when switched on), CPU; the exact
   stages are in `training/recipes/en-small.sh`.

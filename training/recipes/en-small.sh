@@ -89,9 +89,8 @@ $FIT --train-manifest data/train/manifest.jsonl data/train2/manifest.jsonl data/
 
 # Bundle the last checkpoint (fp16) and measure it into its model card. (Averaging the cool-down
 # snapshots, `asr-train average --exp-dir exp/en-small-v4 --last N`, did not help here: decision 0013.)
-mkdir -p models/en-small
-$BIN/python -c "from server.model.checkpoint import load_model, save_model; save_model(load_model('exp/en-small-v4/latest'), 'models/en-small')"
-cp exp/en-small-v4/latest/trainer.json models/en-small/
+# `bundle` also attaches the CTC head fit trains beside the transducer, to rescore finals (decision 0015).
+$BIN/asr-train bundle --checkpoint exp/en-small-v4/latest --out models/en-small
 # The token 4-gram LM and the default search (decision 0010). Weight and bonus tuned on data/dev
 # (decision 0012), a grid of `asr-train eval --manifest data/dev/manifest.jsonl --beam 8
 # --lm models/en-small/lm.safetensors --lm-weight W --token-bonus B --no-rescoring`. Beam 16 over
@@ -99,7 +98,8 @@ cp exp/en-small-v4/latest/trainer.json models/en-small/
 # decision 0014):
 $BIN/asr-train lm --model models/en-small --sentences 200000 --order 4 --set-default \
     --beam 16 --lm-weight 0.3 --token-bonus 1.0
-# The word 3-gram LM that rescores final results, and its weights tuned on data/dev (decision 0012).
+# The word 3-gram LM that rescores final results, and its weights tuned on data/dev (decision 0012),
+# with the CTC head's weight (the grid's default --ctc-weights; decision 0015).
 $BIN/asr-train lm --model models/en-small --words --sentences 200000 --seed 1234
 $BIN/asr-train tune-rescoring --model models/en-small --manifest data/dev/manifest.jsonl --beam 16 \
     --weights 0.05 0.1 0.2 0.3 --word-bonuses 0 1 2 3 4 --oov-penalties 2 4 8 12 --set-default
