@@ -12,10 +12,12 @@ import pytest
 import soundfile as sf
 import torch
 from model_helpers import noisy_model
+from safetensors.torch import save_file
 
 from server.model.checkpoint import CheckpointError, load_model, save_model
 from server.model.ngram_lm import build_ngram_lm
 from server.model.rescoring import SENTENCE_END, SENTENCE_START, Rescorer, WordLM, build_word_lm, final_hypothesis
+from training.bundle import with_ctc_head
 from training.cli import main
 
 SENTENCES = [
@@ -167,3 +169,19 @@ def test_tune_rescoring_grid_contains_the_plain_search_and_sets_the_best(random_
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["beam"] == 2
     search = load_model(model_dir).default_search
     assert search.beam == 2 and search.lm is not None and search.rescorer is not None
+    # A model without a CTC head has no CTC weight to tune; with one (attached as asr-train
+    # bundle does), the grid covers it and --set-default writes the best.
+    with pytest.raises(SystemExit, match="no CTC head"):
+        main(["tune-rescoring", "--model", str(model_dir), "--manifest", str(manifest), "--ctc-weights", "1"])
+    model = load_model(model_dir)
+    head = torch.nn.Linear(model.config.encoder.d_model, model.tokenizer.vocab_size)
+    save_file(head.state_dict(), str(tmp_path / "head.safetensors"))
+    save_model(with_ctc_head(model, tmp_path / "head.safetensors"), model_dir)
+    capsys.readouterr()
+    assert main(["tune-rescoring", "--model", str(model_dir), "--manifest", str(manifest), "--weights", "0",
+                 "--word-bonuses", "0", "--oov-penalties", "0", "--ctc-weights", "0", "2", "--set-default"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    grid, summary = lines[:-1], lines[-1]
+    assert [p["ctc_weight"] for p in grid] == [0, 2] and summary["best_without_ctc"] == grid[0]
+    assert summary["ctc_ms_per_final"] > 0
+    assert load_model(model_dir).default_search.rescorer.ctc_weight == summary["best"]["ctc_weight"]
