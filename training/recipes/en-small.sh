@@ -71,21 +71,22 @@ $FIT --train-manifest data/train/manifest.jsonl data/train2/manifest.jsonl --res
 $FIT --train-manifest data/train/manifest.jsonl data/train2/manifest.jsonl data/train3/manifest.jsonl \
     --resume --lr 1.2e-3 --spec-augment-after 7500 --bf16 --hold-lr-after 2000 --max-steps 18600 \
     --cooldown-steps 2000 --cooldown-end-step 18600 --snapshot-every 100 --snapshot-after 18200
-# 9. Started at the end of session 6, after the bundled step-18600 model: data/train4 added, the
-#    held rate again. In progress; a later session resumes it and moves the end step (restart at
-#    a 5-minute checkpoint with new --max-steps/--cooldown-end-step/--snapshot-after), then
-#    bundles as below.
+# 9. Sessions 6-7: data/train4 added (86 h in all), the held rate again from step 18600, then a
+#    linear cool-down to 0 over steps 19800-21800 (end step moved from 26000 to 21800 by
+#    restarting at a 5-minute checkpoint, step 18780, to fit session 7), snapshots after 21400.
+#    Restarts before session 7 redrew the first batches of the data order (fit now seeds by step).
 $FIT --train-manifest data/train/manifest.jsonl data/train2/manifest.jsonl data/train3/manifest.jsonl \
     data/train4/manifest.jsonl --resume --lr 1.2e-3 --spec-augment-after 7500 --bf16 \
-    --hold-lr-after 2000 --max-steps 26000 --cooldown-steps 2500 --cooldown-end-step 26000 \
-    --snapshot-every 100 --snapshot-after 25500
+    --hold-lr-after 2000 --max-steps 21800 --cooldown-steps 2000 --cooldown-end-step 21800 \
+    --snapshot-every 100 --snapshot-after 21400
 # A new run would do all of this in one command:
 #   $FIT --lr 1.2e-3 --short-first-steps 1300 --spec-augment-after 100000 --bf16 --hold-lr-after 2000 \
 #        --max-steps N --cooldown-steps 1000
 # Continue in a later session: stage 9's command while exp/en-small-v4 exists, otherwise start
 # from the bundled weights (fresh optimizer moments):
 #   $FIT --init-from models/en-small --schedule-offset STEP --lr 1.2e-3 --spec-augment-after 7500 --bf16
-# with STEP from models/en-small/trainer.json (18600).
+# with STEP from models/en-small/trainer.json (21800). (`bundle` keeps the CTC head in the model;
+# fit then trains that head instead of a new one.)
 
 # Bundle the last checkpoint (fp16) and measure it into its model card. (Averaging the cool-down
 # snapshots, `asr-train average --exp-dir exp/en-small-v4 --last N`, did not help here: decision 0013.)
@@ -93,15 +94,17 @@ $FIT --train-manifest data/train/manifest.jsonl data/train2/manifest.jsonl data/
 $BIN/asr-train bundle --checkpoint exp/en-small-v4/latest --out models/en-small
 # The token 4-gram LM and the default search (decision 0010). Weight and bonus tuned on data/dev
 # (decision 0012), a grid of `asr-train eval --manifest data/dev/manifest.jsonl --beam 8
-# --lm models/en-small/lm.safetensors --lm-weight W --token-bonus B --no-rescoring`. Beam 16 over
-# beam 8 was chosen on data/dev with rescoring on (tune-rescoring --beam 8 vs 16: 10.9% -> 10.0%;
-# decision 0014):
+# --lm models/en-small/lm.safetensors --lm-weight W --token-bonus B --no-rescoring`, W in 0.2 0.3 0.4,
+# B in 0.5 1.0 1.5 (step 21800: best 0.3 / 1.5, 10.7%).
 $BIN/asr-train lm --model models/en-small --sentences 200000 --order 4 --set-default \
-    --beam 16 --lm-weight 0.3 --token-bonus 1.0
+    --beam 32 --lm-weight 0.3 --token-bonus 1.5
 # The word 3-gram LM that rescores final results, and its weights tuned on data/dev (decision 0012),
-# with the CTC head's weight (the grid's default --ctc-weights; decision 0015).
+# with the CTC head's weight (decision 0015). Beam 32 over 16 and 24 was chosen on data/dev with
+# rescoring on (tune-rescoring --beam 16 / 24 / 32: 7.9% / 7.3% / 6.8%; decision 0016):
 $BIN/asr-train lm --model models/en-small --words --sentences 200000 --seed 1234
-$BIN/asr-train tune-rescoring --model models/en-small --manifest data/dev/manifest.jsonl --beam 16 \
-    --weights 0.05 0.1 0.2 0.3 --word-bonuses 0 1 2 3 4 --oov-penalties 2 4 8 12 --set-default
+$BIN/asr-train tune-rescoring --model models/en-small --manifest data/dev/manifest.jsonl --beam 32 \
+    --weights 0.3 0.4 0.5 0.6 --word-bonuses 3 4 5 6 --oov-penalties 4 8 12 --ctc-weights 0.2 0.3 0.4 0.5 0.7 \
+    --set-default
 $BIN/asr-train card --model models/en-small --heldout data/heldout/manifest.jsonl \
-    --train-manifest data/train/manifest.jsonl data/train2/manifest.jsonl data/train3/manifest.jsonl
+    --train-manifest data/train/manifest.jsonl data/train2/manifest.jsonl data/train3/manifest.jsonl \
+    data/train4/manifest.jsonl
