@@ -9,9 +9,11 @@ BIN=.venv/bin
 $BIN/asr-train synth --out data/train --num-utterances 30000 --seed 1 --split train --jobs 2
 # A second, fresh training set (session 4; 20.8 h, other sentences: seed 5), added from stage 7 on.
 $BIN/asr-train synth --out data/train2 --num-utterances 20000 --seed 5 --split train --jobs 2
-# A third (session 5, seed 7), added from stage 8 on, and a fourth (session 6, seed 8) from stage 9 on.
+# A third (session 5, seed 7), added from stage 8 on, a fourth (session 6, seed 8) from stage 9 on,
+# and a fifth (session 7, seed 9) for stage 10.
 $BIN/asr-train synth --out data/train3 --num-utterances 20000 --seed 7 --split train --jobs 2
 $BIN/asr-train synth --out data/train4 --num-utterances 20000 --seed 8 --split train --jobs 2
+$BIN/asr-train synth --out data/train5 --num-utterances 20000 --seed 9 --split train --jobs 2
 $BIN/asr-train synth --out data/heldout --num-utterances 200 --seed 3 --split heldout --jobs 2 \
     --sentences training/data/heldout_sentences.txt
 
@@ -79,6 +81,14 @@ $FIT --train-manifest data/train/manifest.jsonl data/train2/manifest.jsonl data/
     data/train4/manifest.jsonl --resume --lr 1.2e-3 --spec-augment-after 7500 --bf16 \
     --hold-lr-after 2000 --max-steps 21800 --cooldown-steps 2000 --cooldown-end-step 21800 \
     --snapshot-every 100 --snapshot-after 21400
+# 10. Started at the end of session 7, after the bundled step-21800 model: data/train5 added, the
+#    held rate again. In progress in exp/en-small-v4 (a later session resumes it and moves the end
+#    step to fit: restart at a 5-minute checkpoint with new --max-steps/--cooldown-end-step/
+#    --snapshot-after), then bundles as below.
+$FIT --train-manifest data/train/manifest.jsonl data/train2/manifest.jsonl data/train3/manifest.jsonl \
+    data/train4/manifest.jsonl data/train5/manifest.jsonl --resume --lr 1.2e-3 --spec-augment-after 7500 \
+    --bf16 --hold-lr-after 2000 --max-steps 30000 --cooldown-steps 2500 --cooldown-end-step 30000 \
+    --snapshot-every 100 --snapshot-after 29500
 # A new run would do all of this in one command:
 #   $FIT --lr 1.2e-3 --short-first-steps 1300 --spec-augment-after 100000 --bf16 --hold-lr-after 2000 \
 #        --max-steps N --cooldown-steps 1000
