@@ -115,3 +115,8 @@ def test_bundle_attaches_the_training_ctc_head(tmp_path: Path) -> None:
     torch.testing.assert_close(attached.joiner.output.weight, model.joiner.output.weight)
     with pytest.raises(ValueError, match="no CTC head"):
         model.ctc_log_probs(encoder_out)
+    # A checkpoint without a head file (an averaged one) gets none, unless one is named.
+    averaged = save_random_model(tmp_path / "averaged", seed=1)
+    assert load_model(bundle(averaged, tmp_path / "headless")).ctc_head is None
+    named = load_model(bundle(averaged, tmp_path / "named", checkpoint / "ctc_head.safetensors"))
+    torch.testing.assert_close(named.ctc_head.weight, head["weight"].half().float())

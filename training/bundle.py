@@ -25,7 +25,9 @@ from training.fit import CTC_HEAD_FILE, TRAINER_FILE
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", type=Path, required=True, help="e.g. exp/en-small-v4/latest")
     parser.add_argument("--out", type=Path, required=True, help="model directory to write, e.g. models/en-small")
-    parser.add_argument("--no-ctc-head", action="store_true", help="leave the CTC head out")
+    parser.add_argument("--ctc-head", type=Path,
+                        help=f"CTC head to attach (default: CHECKPOINT/{CTC_HEAD_FILE} when there; an averaged "
+                        "checkpoint has none, so name the run's latest one)")
 
 
 def with_ctc_head(model: StreamingTransducer, head_file: Path) -> StreamingTransducer:
@@ -38,13 +40,14 @@ def with_ctc_head(model: StreamingTransducer, head_file: Path) -> StreamingTrans
     return attached
 
 
-def bundle(checkpoint: Path, out: Path, ctc_head: bool = True) -> Path:
+def bundle(checkpoint: Path, out: Path, ctc_head_file: Path | None = None) -> Path:
+    """Write ``checkpoint`` as a model directory ``out``; the CTC head of ``ctc_head_file`` (default:
+    the checkpoint's own, when it has one and the model does not carry one already) is attached."""
     model = load_model(checkpoint)
-    head_file = checkpoint / CTC_HEAD_FILE
-    if ctc_head and model.ctc_head is None and head_file.is_file():
-        model = with_ctc_head(model, head_file)
-    if not ctc_head and model.ctc_head is not None:
-        raise SystemExit(f"{checkpoint}: its CTC head is part of the model; it cannot be left out")
+    if ctc_head_file is None and model.ctc_head is None and (checkpoint / CTC_HEAD_FILE).is_file():
+        ctc_head_file = checkpoint / CTC_HEAD_FILE
+    if ctc_head_file is not None:
+        model = with_ctc_head(model, ctc_head_file)
     save_model(model, out)
     if (checkpoint / TRAINER_FILE).is_file():
         shutil.copyfile(checkpoint / TRAINER_FILE, out / TRAINER_FILE)
@@ -52,6 +55,6 @@ def bundle(checkpoint: Path, out: Path, ctc_head: bool = True) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    out = bundle(args.checkpoint, args.out, ctc_head=not args.no_ctc_head)
+    out = bundle(args.checkpoint, args.out, args.ctc_head)
     print(f"wrote {out} (CTC head: {load_model(out).ctc_head is not None})")
     return 0

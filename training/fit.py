@@ -248,7 +248,9 @@ def run(args: argparse.Namespace) -> int:
     device = _device()
     model.to(device).train()
     # A bundled model keeps its CTC head (to rescore finals); otherwise the head lives only here.
-    ctc_head = model.ctc_head or nn.Linear(model.config.encoder.d_model, model.config.tokenizer.vocab_size).to(device)
+    ctc_head = model.ctc_head
+    if ctc_head is None:
+        ctc_head = nn.Linear(model.config.encoder.d_model, model.config.tokenizer.vocab_size).to(device)
     ctc_head_file = exp_dir / LATEST / CTC_HEAD_FILE
     if args.resume and ctc_head_file.is_file():
         ctc_head.load_state_dict(load_file(str(ctc_head_file)))

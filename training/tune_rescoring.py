@@ -2,9 +2,9 @@
 
 The manifest is decoded once with the model's beam search (streaming mask; ``--beam`` for
 another width); every K-best list is kept, so each point of the grid of (weight, word
-bonus, unknown-word penalty) costs only a rescoring, not a decoding. A model with a CTC head adds the CTC weight to the
-grid (``--ctc-weights``; decision 0015). Prints one JSON line per grid point, then the best point
-and the WER without rescoring and of the oracle (the best hypothesis in each K-best list).
+bonus, unknown-word penalty and, for a model with a CTC head, CTC weight; decision 0015)
+costs only a rescoring, not a decoding. Prints one JSON line per grid point, then the best
+point and the WER without rescoring and of the oracle (the best hypothesis in each K-best list).
 Tune on a validation set, never on the held-out set the card reports.
 """
 

@@ -106,7 +106,7 @@ class ModelWorker:
             beams = None if out.trace is None else beam_updates(out.trace, out.state.beam_scores)
             ctc = None
             if out.ctc_log_probs is not None:
-                ctc = [rows[:count] for rows, count in zip(out.ctc_log_probs.cpu(), num_frames, strict=True)]
+                ctc = [frames[:count] for frames, count in zip(out.ctc_log_probs.cpu(), num_frames, strict=True)]
             seconds = time.perf_counter() - start
         return StepResult(tokens=out.tokens, num_frames=num_frames, seconds=seconds, beams=beams, ctc_log_probs=ctc)
 
