@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from server.model.checkpoint import load_model, save_random_model
 from tests.test_speed_perturb import _tone_manifest
@@ -75,3 +76,7 @@ def test_fit_keeps_snapshots_after_the_given_step(random_model_dir: Path, tmp_pa
     final, snapshot = _float_params(exp_dir / "latest"), _float_params(exp_dir / "snapshots" / "step-0000006")
     for name, tensor in final.items():
         assert torch.equal(snapshot[name], tensor)
+    # Each snapshot keeps the CTC head of its step, which asr-train bundle attaches.
+    head = load_file(str(exp_dir / "latest" / "ctc_head.safetensors"))
+    snapshot_head = load_file(str(exp_dir / "snapshots" / "step-0000006" / "ctc_head.safetensors"))
+    assert all(torch.equal(snapshot_head[name], tensor) for name, tensor in head.items())

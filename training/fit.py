@@ -319,7 +319,9 @@ def run(args: argparse.Namespace) -> int:
         log.write(json.dumps(record) + "\n")
         log.flush()
         if args.snapshot_every and step > args.snapshot_after and step % args.snapshot_every == 0:
-            save_model(model, exp_dir / SNAPSHOTS_DIR / f"step-{step:07d}", half=False)
+            snapshot = save_model(model, exp_dir / SNAPSHOTS_DIR / f"step-{step:07d}", half=False)
+            if model.ctc_head is None:  # so that asr-train bundle finds the head of a snapshot too
+                save_file(ctc_head.state_dict(), str(snapshot / CTC_HEAD_FILE))
         elapsed = time.monotonic() - started
         stop = step >= args.max_steps or elapsed > args.max_minutes * 60
         if stop or time.monotonic() - last_save > args.save_every_minutes * 60:
