@@ -40,8 +40,10 @@ def main() -> None:
         for streams in args.streams:
             result = real_time_factor(model, args.manifest, args.utterances, streams, search=search)
             result["beam"] = beam
-            print(f"beam={beam} streams={streams:3d} threads={args.threads} RTF={result['real_time_factor']:.4f} "
-                  f"({result['audio_seconds']:.0f} s audio in {result['compute_seconds']:.1f} s)")
+            print(
+                f"beam={beam} streams={streams:3d} threads={args.threads} RTF={result['real_time_factor']:.4f} "
+                f"({result['audio_seconds']:.0f} s audio in {result['compute_seconds']:.1f} s)"
+            )
             runs.append(result)
     write_report(args.report, model, runs)
 

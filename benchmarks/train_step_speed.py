@@ -64,10 +64,19 @@ def main() -> None:
     runs = []
     for precision, compute in seconds.items():
         steps = 2 * len(timed)
-        runs.append({"precision": precision, "steps": steps, "seconds_per_step": compute / steps,
-                     "audio_seconds_per_step": audio / steps, "times_real_time": audio / compute})
-        print(f"{precision:9s} {compute / steps:.2f} s per step ({audio / steps:.0f} s of audio), "
-              f"{audio / compute:.0f}x real time, threads={args.threads}")
+        runs.append(
+            {
+                "precision": precision,
+                "steps": steps,
+                "seconds_per_step": compute / steps,
+                "audio_seconds_per_step": audio / steps,
+                "times_real_time": audio / compute,
+            }
+        )
+        print(
+            f"{precision:9s} {compute / steps:.2f} s per step ({audio / steps:.0f} s of audio), "
+            f"{audio / compute:.0f}x real time, threads={args.threads}"
+        )
     print(f"bf16 speed-up: {seconds['float32'] / seconds['bfloat16']:.2f}x")
     write_report(args.report, model, runs)
 

@@ -26,9 +26,7 @@ def model_dirs(settings: Settings) -> list[Path]:
         return [settings.model_dir]
     dirs = find_model_dirs(settings.models_dir)
     if not dirs:
-        raise SystemExit(
-            f"asr-server: no model checkpoints (subdirectories with config.json) in {settings.models_dir}"
-        )
+        raise SystemExit(f"asr-server: no model checkpoints (subdirectories with config.json) in {settings.models_dir}")
     return dirs
 
 

@@ -68,8 +68,7 @@ class Settings(BaseSettings):
     drain_timeout_s: float = Field(
         30.0,
         ge=0,
-        description="On SIGTERM/SIGINT: how long in-flight streams may run to completion before "
-        "the server exits.",
+        description="On SIGTERM/SIGINT: how long in-flight streams may run to completion before the server exits.",
     )
     beam_size: int | None = Field(
         None,

@@ -30,7 +30,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 requires_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
 
 
-
 # -- audio ---------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=64)
 def synthesize(text: str, voice: str = "en-us", words_per_minute: int = 160) -> tuple[bytes, int]:
@@ -59,9 +58,7 @@ def fixed_chunks(data: bytes, size: int) -> Iterator[bytes]:
 
 
 # -- calls -------------------------------------------------------------------------------------
-def config(
-    sample_rate: int, *, interim_results: bool = True, **fields: Any
-) -> asr_pb2.StreamingRecognitionConfig:
+def config(sample_rate: int, *, interim_results: bool = True, **fields: Any) -> asr_pb2.StreamingRecognitionConfig:
     """A streaming config for LINEAR16 mono (fields override RecognitionConfig fields)."""
     recognition = asr_pb2.RecognitionConfig(encoding=asr_pb2.LINEAR16, sample_rate_hertz=sample_rate)
     for name, value in fields.items():

@@ -49,7 +49,11 @@ def round_robin_steps(
             continue
         windows = [pending[i].pop(0) for i in rows]
         index = torch.tensor(rows)
-        out = model.step(torch.from_numpy(np.stack([w for w, _ in windows])),
-                         torch.tensor([r for _, r in windows]), pool.select(index), search)
+        out = model.step(
+            torch.from_numpy(np.stack([w for w, _ in windows])),
+            torch.tensor([r for _, r in windows]),
+            pool.select(index),
+            search,
+        )
         pool.assign_(index, out.state)
         yield rows, out

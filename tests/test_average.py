@@ -66,10 +66,33 @@ def test_command_averages_the_newest_snapshots(three_seeds: list[Path], tmp_path
 def test_fit_keeps_snapshots_after_the_given_step(random_model_dir: Path, tmp_path: Path) -> None:
     manifest = _tone_manifest(tmp_path)
     exp_dir = tmp_path / "exp"
-    status = asr_train(["fit", "--train-manifest", str(manifest), "--valid-manifest", str(manifest),
-                        "--exp-dir", str(exp_dir), "--init-from", str(random_model_dir), "--max-steps", "6",
-                        "--warmup-steps", "2", "--valid-every", "1000", "--jobs", "1", "--threads", "1",
-                        "--snapshot-every", "2", "--snapshot-after", "2"])
+    status = asr_train(
+        [
+            "fit",
+            "--train-manifest",
+            str(manifest),
+            "--valid-manifest",
+            str(manifest),
+            "--exp-dir",
+            str(exp_dir),
+            "--init-from",
+            str(random_model_dir),
+            "--max-steps",
+            "6",
+            "--warmup-steps",
+            "2",
+            "--valid-every",
+            "1000",
+            "--jobs",
+            "1",
+            "--threads",
+            "1",
+            "--snapshot-every",
+            "2",
+            "--snapshot-after",
+            "2",
+        ]
+    )
     assert status == 0
     assert [p.name for p in snapshot_dirs(exp_dir, 10)] == ["step-0000004", "step-0000006"]
     # The last snapshot is the final model, written as a loadable checkpoint.

@@ -58,16 +58,16 @@ def test_streamed_beam_search_equals_whole_utterance(model: StreamingTransducer,
         features = rng.standard_normal((num_frames, 80)).astype(np.float32)
         streamed = _decode_alone(model, features, search)
         with torch.no_grad():
-            whole = model.transcribe_batch(torch.from_numpy(features)[None], torch.tensor([num_frames]),
-                                           search=search)[0]
+            whole = model.transcribe_batch(torch.from_numpy(features)[None], torch.tensor([num_frames]), search=search)[
+                0
+            ]
         assert streamed == whole
         assert len(streamed) > 0
         frames = [frame for _, frame in streamed]
         assert frames == sorted(frames) and len(set(frames)) == len(frames)  # one token per frame at most
 
 
-def test_batched_beam_streams_at_different_positions_equal_alone(model: StreamingTransducer,
-                                                                 lm: TokenNgramLM) -> None:
+def test_batched_beam_streams_at_different_positions_equal_alone(model: StreamingTransducer, lm: TokenNgramLM) -> None:
     search = _search(lm)
     rng = np.random.default_rng(1)
     utterances = [rng.standard_normal((n, 80)).astype(np.float32) for n in (157, 60, 111, 23)]
@@ -129,5 +129,6 @@ def test_state_made_for_another_search_is_refused(model: StreamingTransducer, lm
     """A beam state without LM context cannot silently run a search that fuses an LM."""
     state = init_beam_state(1, SearchConfig(beam=4), model.config.decoder.context_size, model.tokenizer.blank_id)
     with pytest.raises(ValueError, match="make the state with the same SearchConfig"):
-        beam_search_frames(model, torch.randn(1, 3, model.config.encoder.d_model), torch.tensor([3]), state,
-                           _search(lm))
+        beam_search_frames(
+            model, torch.randn(1, 3, model.config.encoder.d_model), torch.tensor([3]), state, _search(lm)
+        )

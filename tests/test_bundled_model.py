@@ -63,7 +63,7 @@ def _stream(model, samples: np.ndarray, rng: random.Random, search: SearchConfig
     start = 0
     while start < len(samples):
         size = rng.randint(160, 8000)
-        windows.push(fbank.accept(samples[start:start + size]))
+        windows.push(fbank.accept(samples[start : start + size]))
         start += size
         while windows.ready():
             run(windows.pop_window(), model.feature_window)
@@ -72,8 +72,9 @@ def _stream(model, samples: np.ndarray, rng: random.Random, search: SearchConfig
     if search.beam > 1:
         # The final choice the server makes: the rescorer's (word LM, CTC head) when the model has one.
         ctc = torch.cat(ctc_chunks) if ctc_chunks else None
-        chosen = final_hypothesis(hypotheses, scores, search.rescorer, model.tokenizer.decode, ctc,
-                                  model.tokenizer.blank_id)
+        chosen = final_hypothesis(
+            hypotheses, scores, search.rescorer, model.tokenizer.decode, ctc, model.tokenizer.blank_id
+        )
         tokens = [token for token, _ in hypotheses[chosen]]
     return model.tokenizer.decode(tokens)
 
@@ -89,8 +90,13 @@ def test_bundled_model_transcribes_unseen_voices_and_sentences(mode: str) -> Non
     references, hypotheses = [], []
     for sentence in _sentences():
         voice = rng.choice(voices)
-        samples, _ = synthesize_sentence(sentence, voice=voice, rate=rng.randint(140, 200),
-                                         pitch=rng.randint(30, 70), sample_rate=model.config.sample_rate)
+        samples, _ = synthesize_sentence(
+            sentence,
+            voice=voice,
+            rate=rng.randint(140, 200),
+            pitch=rng.randint(30, 70),
+            sample_rate=model.config.sample_rate,
+        )
         references.append(normalize_text(sentence))
         hypotheses.append(normalize_text(_stream(model, samples, rng, search)) or "<empty>")
     wer = jiwer.wer(references, hypotheses)

@@ -36,11 +36,14 @@ def test_round_trip_preserves_weights_and_outputs(random_model_dir: Path, tmp_pa
 def test_half_precision_storage_is_close(random_model_dir: Path, tmp_path: Path) -> None:
     model = load_model(random_model_dir)
     half = load_model(save_model(model, tmp_path / "half", half=True))
-    assert all(t.dtype == torch.float16 for t in load_file(str(tmp_path / "half" / "model.safetensors")).values()
-               if t.is_floating_point())
+    assert all(
+        t.dtype == torch.float16
+        for t in load_file(str(tmp_path / "half" / "model.safetensors")).values()
+        if t.is_floating_point()
+    )
     features = torch.randn(1, 120, 80)
     with torch.no_grad():
-        diff = (model.encoder(features, torch.tensor([120]))[0] - half.encoder(features, torch.tensor([120]))[0])
+        diff = model.encoder(features, torch.tensor([120]))[0] - half.encoder(features, torch.tensor([120]))[0]
     assert diff.abs().max().item() < 0.05
 
 

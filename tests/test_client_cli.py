@@ -60,9 +60,7 @@ def _asr(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[
 
 def _expected_text(server: ServerThread, pcm: bytes, rate: int) -> str:
     with grpc.insecure_channel(server.target) as channel:
-        return " ".join(
-            finals(stream(asr_pb2_grpc.RecognizerStub(channel), config(rate), fixed_chunks(pcm, 3200)))
-        )
+        return " ".join(finals(stream(asr_pb2_grpc.RecognizerStub(channel), config(rate), fixed_chunks(pcm, 3200))))
 
 
 def test_transcribe_json_prints_responses_then_the_whole_transcript(
@@ -96,9 +94,7 @@ def test_transcribe_stdin_raw_pcm(server: ServerThread, wav_files: list[tuple[Pa
     assert summary["text"] == _expected_text(server, pcm, rate)
 
 
-def test_transcribe_text_output_prints_finals(
-    server: ServerThread, wav_files: list[tuple[Path, bytes, int]]
-) -> None:
+def test_transcribe_text_output_prints_finals(server: ServerThread, wav_files: list[tuple[Path, bytes, int]]) -> None:
     path, pcm, rate = wav_files[1]
     result = _asr("transcribe", str(path), "--server", server.target, "--speed", "20", "--chunk-ms", "50")
     assert result.returncode == 0, result.stderr.decode()

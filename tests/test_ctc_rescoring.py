@@ -88,8 +88,13 @@ def test_streaming_steps_give_the_whole_utterance_ctc_frames(tmp_path: Path) -> 
         out = model.step(torch.from_numpy(window)[None], torch.tensor([real]), state, search)
         chunks.append(out.ctc_log_probs[0, : int(out.num_frames[0])])
         state = out.state
-    whole = model.beam_hypotheses(torch.from_numpy(features)[None], torch.tensor([features.shape[0]]),
-                                  streaming=True, search=search, with_ctc=True)[0].ctc_log_probs
+    whole = model.beam_hypotheses(
+        torch.from_numpy(features)[None],
+        torch.tensor([features.shape[0]]),
+        streaming=True,
+        search=search,
+        with_ctc=True,
+    )[0].ctc_log_probs
     streamed = torch.cat(chunks)
     assert streamed.shape == whole.shape and streamed.shape[0] > 10
     torch.testing.assert_close(streamed, whole, atol=1e-4, rtol=1e-4)

@@ -49,9 +49,7 @@ DOCKERFILE = ROOT / "Dockerfile"
 COMPOSE_FILES = [ROOT / "docker-compose.yml", ROOT / "docker-compose.gpu.yml"]
 
 KUBECTL = shutil.which("kubectl")
-needs_kubectl = pytest.mark.skipif(
-    KUBECTL is None, reason="kubectl is not installed: cannot render kustomize"
-)
+needs_kubectl = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed: cannot render kustomize")
 
 # The server's contract (issue "The gRPC streaming service"): settings, ports, health, metrics;
 # test_server_contract checks it against the server's code.
@@ -108,9 +106,7 @@ def load_yaml(path: Path):
 @functools.cache
 def render(kustomization: str) -> tuple[dict, ...]:
     """Objects rendered by ``kubectl kustomize`` for deploy/k8s/<kustomization>."""
-    proc = subprocess.run(
-        [KUBECTL, "kustomize", str(K8S / kustomization)], capture_output=True, text=True, timeout=120
-    )
+    proc = subprocess.run([KUBECTL, "kustomize", str(K8S / kustomization)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, f"kubectl kustomize {kustomization} failed:\n{proc.stderr}"
     return tuple(doc for doc in yaml.safe_load_all(proc.stdout) if doc)
 
@@ -128,9 +124,7 @@ def server_container(objects) -> dict:
 
 def config_map(objects) -> dict[str, str]:
     """The data of the ConfigMap the server container takes its environment from."""
-    refs = [
-        e["configMapRef"]["name"] for e in server_container(objects).get("envFrom", []) if "configMapRef" in e
-    ]
+    refs = [e["configMapRef"]["name"] for e in server_container(objects).get("envFrom", []) if "configMapRef" in e]
     assert len(refs) == 1, "the server container should take its settings from one ConfigMap (envFrom)"
     return one(objects, "ConfigMap", refs[0])["data"]
 
@@ -215,9 +209,7 @@ def test_manifests_validate_against_kubernetes_schemas(kustomization):
                 skipped.add(obj["kind"])
             except kubernetes_validate.ValidationError as err:
                 path = ".".join(str(p) for p in err.path)
-                errors.append(
-                    f"{obj['kind']}/{obj['metadata']['name']} (k8s {version}) at {path}: {err.message}"
-                )
+                errors.append(f"{obj['kind']}/{obj['metadata']['name']} (k8s {version}) at {path}: {err.message}")
     assert not errors, "\n".join(errors)
     assert skipped <= CRD_KINDS, f"no schema for {skipped - CRD_KINDS}: add their checks or a schema"
 
@@ -280,9 +272,7 @@ def test_probes_use_the_grpc_health_service_on_the_grpc_port(kustomization):
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert probe in container, f"{probe} missing"
         spec = container[probe]
-        assert set(spec) & {"grpc", "httpGet", "tcpSocket", "exec"} == {"grpc"}, (
-            f"{probe} is not a gRPC probe"
-        )
+        assert set(spec) & {"grpc", "httpGet", "tcpSocket", "exec"} == {"grpc"}, f"{probe} is not a gRPC probe"
         assert spec["grpc"]["port"] == grpc_port, f"{probe} does not probe the gRPC port"
         assert spec["grpc"].get("service", "") in {"", HEALTH_SERVICE}
     assert container["readinessProbe"]["grpc"].get("service") == HEALTH_SERVICE
@@ -322,15 +312,11 @@ def test_services_match_container_ports_and_pods(kustomization):
     services = {s["metadata"]["name"]: s for s in objects if s["kind"] == "Service"}
     assert set(services) == {"asr-server", "asr-server-headless"}
     for service in services.values():
-        assert selects(service["spec"]["selector"], pod_labels), (
-            f"{service['metadata']['name']} selects no pod"
-        )
+        assert selects(service["spec"]["selector"], pod_labels), f"{service['metadata']['name']} selects no pod"
         for port in service["spec"]["ports"]:
             target = port["targetPort"]
             number = container_ports[target] if isinstance(target, str) else target
-            assert number in container_ports.values(), (
-                f"{service['metadata']['name']}: no container port {target}"
-            )
+            assert number in container_ports.values(), f"{service['metadata']['name']}: no container port {target}"
             assert port["name"] in container_ports and container_ports[port["name"]] == number
     assert {p["name"] for p in services["asr-server"]["spec"]["ports"]} == {"grpc", "metrics"}
     headless = services["asr-server-headless"]["spec"]
@@ -419,9 +405,7 @@ def test_service_monitor(kustomization):
         for s in objects
         if s["kind"] == "Service" and selects(spec["selector"]["matchLabels"], s["metadata"]["labels"])
     ]
-    assert [s["metadata"]["name"] for s in chosen] == ["asr-server"], (
-        "should select the ClusterIP Service only"
-    )
+    assert [s["metadata"]["name"] for s in chosen] == ["asr-server"], "should select the ClusterIP Service only"
     port_names = {p["name"] for p in chosen[0]["spec"]["ports"]}
     assert len(spec["endpoints"]) == 1
     endpoint = spec["endpoints"][0]
@@ -618,9 +602,7 @@ def test_envoy_balances_grpc_streams():
             assert "unavailable" in route["route"]["retry_policy"]["retry_on"].split(",")
     (cluster,) = config["static_resources"]["clusters"]
     assert cluster["type"] == "STRICT_DNS" and cluster["lb_policy"] in {"LEAST_REQUEST", "ROUND_ROBIN"}
-    options = cluster["typed_extension_protocol_options"][
-        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
-    ]
+    options = cluster["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
     assert "http2_protocol_options" in options["explicit_http_config"], "gRPC upstreams need HTTP/2"
     (endpoint,) = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
     address = endpoint["endpoint"]["address"]["socket_address"]

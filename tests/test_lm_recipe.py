@@ -25,11 +25,30 @@ def _mean_log_prob(lm, token_ids: list[int]) -> float:
     return total / len(token_ids)
 
 
-def test_lm_command_builds_the_default_search(random_model_dir: Path, tmp_path: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_lm_command_builds_the_default_search(
+    random_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     model_dir = shutil.copytree(random_model_dir, tmp_path / "model")
-    code = main(["lm", "--model", str(model_dir), "--sentences", "400", "--mixture", "everyday=1", "--order", "3",
-                 "--set-default", "--beam", "3", "--lm-weight", "0.4", "--token-bonus", "0.7"])
+    code = main(
+        [
+            "lm",
+            "--model",
+            str(model_dir),
+            "--sentences",
+            "400",
+            "--mixture",
+            "everyday=1",
+            "--order",
+            "3",
+            "--set-default",
+            "--beam",
+            "3",
+            "--lm-weight",
+            "0.4",
+            "--token-bonus",
+            "0.7",
+        ]
+    )
     assert code == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["sentences"] == 400 and summary["entries"] > 0
@@ -47,12 +66,30 @@ def test_lm_command_builds_the_default_search(random_model_dir: Path, tmp_path: 
     assert forward > backward + 0.1
 
 
-def test_model_card_reports_the_default_search_and_greedy(random_model_dir: Path, tmp_path: Path,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_model_card_reports_the_default_search_and_greedy(
+    random_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """``asr-train card`` on a model whose default is beam + LM measures both searches."""
     model_dir = shutil.copytree(random_model_dir, tmp_path / "model")
-    assert main(["lm", "--model", str(model_dir), "--sentences", "200", "--mixture", "everyday=1", "--order", "3",
-                 "--set-default", "--beam", "2"]) == 0
+    assert (
+        main(
+            [
+                "lm",
+                "--model",
+                str(model_dir),
+                "--sentences",
+                "200",
+                "--mixture",
+                "everyday=1",
+                "--order",
+                "3",
+                "--set-default",
+                "--beam",
+                "2",
+            ]
+        )
+        == 0
+    )
     rng = np.random.default_rng(0)
     rows = []
     for index, text in enumerate(["hello there", "see you soon"]):
@@ -62,8 +99,7 @@ def test_model_card_reports_the_default_search_and_greedy(random_model_dir: Path
     manifest = tmp_path / "heldout.jsonl"
     manifest.write_text("\n".join(rows) + "\n")
     capsys.readouterr()
-    assert main(["card", "--model", str(model_dir), "--heldout", str(manifest), "--train-manifest",
-                 str(manifest)]) == 0
+    assert main(["card", "--model", str(model_dir), "--heldout", str(manifest), "--train-manifest", str(manifest)]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["streaming"]["search"]["beam"] == 2 and summary["greedy_streaming"]["utterances"] == 2
     card = (model_dir / "MODEL_CARD.md").read_text()

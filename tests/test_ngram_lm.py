@@ -20,8 +20,10 @@ def reference_kn(order: int, context: tuple[int, ...], token: int) -> float:
     """Interpolated Kneser-Ney written out term by term from its definition."""
     padded = [[0] * (order - 1) + s for s in CORPUS]
     # n-grams that end in a real token (the pad is context only), over the padded sentences.
-    grams = {n: Counter(tuple(s[i:i + n]) for s in padded for i in range(len(s) - n + 1) if s[i + n - 1] != 0)
-             for n in range(1, order + 1)}
+    grams = {
+        n: Counter(tuple(s[i : i + n]) for s in padded for i in range(len(s) - n + 1) if s[i + n - 1] != 0)
+        for n in range(1, order + 1)
+    }
     # Continuation counts for the lower orders: distinct left neighbours among (n+1)-grams.
     continuation: dict[int, Counter] = {}
     for n in range(1, order):
@@ -51,7 +53,7 @@ def reference_kn(order: int, context: tuple[int, ...], token: int) -> float:
 @pytest.mark.parametrize("order", [2, 3])
 def test_probabilities_match_the_textbook_formula(order: int) -> None:
     lm = build_ngram_lm(CORPUS, VOCAB, order=order, discount=DISCOUNT)
-    contexts = [(0,) * (order - 1), (1, 2)[-(order - 1):], (2, 3)[-(order - 1):], (6, 6)[-(order - 1):]]
+    contexts = [(0,) * (order - 1), (1, 2)[-(order - 1) :], (2, 3)[-(order - 1) :], (6, 6)[-(order - 1) :]]
     rows = lm.log_probs(torch.tensor(contexts)).exp()
     for context, row in zip(contexts, rows, strict=True):
         expected = torch.tensor([reference_kn(order, context, t) for t in range(VOCAB)], dtype=torch.float32)
@@ -100,8 +102,11 @@ def test_broken_lm_files_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="old.safetensors: unknown LM format version"):
         TokenNgramLM.load(wrong_version)
     incomplete = tmp_path / "incomplete.safetensors"
-    save_file({"unigram": torch.zeros(VOCAB)}, str(incomplete),
-              metadata={"format_version": "1", "order": "3", "vocab_size": str(VOCAB)})
+    save_file(
+        {"unigram": torch.zeros(VOCAB)},
+        str(incomplete),
+        metadata={"format_version": "1", "order": "3", "vocab_size": str(VOCAB)},
+    )
     with pytest.raises(ValueError, match="incomplete.safetensors: incomplete LM file"):
         TokenNgramLM.load(incomplete)
 

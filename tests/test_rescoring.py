@@ -121,11 +121,29 @@ def test_missing_or_corrupt_word_lm_is_named(random_model_dir: Path, tmp_path: P
         load_model(model_dir)
 
 
-def test_lm_command_builds_the_word_lm_and_sets_the_rescoring(random_model_dir: Path, tmp_path: Path,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_lm_command_builds_the_word_lm_and_sets_the_rescoring(
+    random_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     model_dir = shutil.copytree(random_model_dir, tmp_path / "model")
-    code = main(["lm", "--model", str(model_dir), "--words", "--sentences", "400", "--mixture", "everyday=1",
-                 "--set-default", "--rescore-weight", "0.6", "--word-bonus", "0.5", "--oov-penalty", "2"])
+    code = main(
+        [
+            "lm",
+            "--model",
+            str(model_dir),
+            "--words",
+            "--sentences",
+            "400",
+            "--mixture",
+            "everyday=1",
+            "--set-default",
+            "--rescore-weight",
+            "0.6",
+            "--word-bonus",
+            "0.5",
+            "--oov-penalty",
+            "2",
+        ]
+    )
     assert code == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["order"] == 3 and summary["words"] > 100 and summary["file"].endswith("word_lm.safetensors")
@@ -136,12 +154,29 @@ def test_lm_command_builds_the_word_lm_and_sets_the_rescoring(random_model_dir: 
     assert forward > backward + 1.0
 
 
-def test_tune_rescoring_grid_contains_the_plain_search_and_sets_the_best(random_model_dir: Path, tmp_path: Path,
-                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_tune_rescoring_grid_contains_the_plain_search_and_sets_the_best(
+    random_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     model_dir = save_model(noisy_model(random_model_dir), tmp_path / "model")
     for words in ([], ["--words"]):
-        assert main(["lm", "--model", str(model_dir), *words, "--sentences", "300", "--mixture", "everyday=1",
-                     "--set-default", "--beam", "3"]) == 0
+        assert (
+            main(
+                [
+                    "lm",
+                    "--model",
+                    str(model_dir),
+                    *words,
+                    "--sentences",
+                    "300",
+                    "--mixture",
+                    "everyday=1",
+                    "--set-default",
+                    "--beam",
+                    "3",
+                ]
+            )
+            == 0
+        )
     rows = []
     for index, (text, hz) in enumerate([("hello there", 300.0), ("see you soon", 500.0)]):
         t = np.arange(24000) / 16000
@@ -151,8 +186,27 @@ def test_tune_rescoring_grid_contains_the_plain_search_and_sets_the_best(random_
     manifest = tmp_path / "valid.jsonl"
     manifest.write_text("\n".join(rows) + "\n")
     capsys.readouterr()
-    assert main(["tune-rescoring", "--model", str(model_dir), "--manifest", str(manifest), "--weights", "0", "1",
-                 "--word-bonuses", "0", "--oov-penalties", "0", "5", "--set-default"]) == 0
+    assert (
+        main(
+            [
+                "tune-rescoring",
+                "--model",
+                str(model_dir),
+                "--manifest",
+                str(manifest),
+                "--weights",
+                "0",
+                "1",
+                "--word-bonuses",
+                "0",
+                "--oov-penalties",
+                "0",
+                "5",
+                "--set-default",
+            ]
+        )
+        == 0
+    )
     lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
     grid, summary = lines[:-1], lines[-1]
     assert len(grid) == 4 and summary["utterances"] == 2 and summary["beam"] == 3
@@ -161,11 +215,33 @@ def test_tune_rescoring_grid_contains_the_plain_search_and_sets_the_best(random_
     assert summary["oracle"] <= summary["best"]["wer"] <= summary["without_rescoring"]
     rescorer = load_model(model_dir).default_search.rescorer
     assert rescorer is not None and (rescorer.weight, rescorer.oov_penalty) == (
-        summary["best"]["weight"], summary["best"]["oov_penalty"])
+        summary["best"]["weight"],
+        summary["best"]["oov_penalty"],
+    )
     # --beam decodes the K-best lists at another width and, with --set-default, keeps that
     # width with the weights tuned at it (the LM fusion settings stay).
-    assert main(["tune-rescoring", "--model", str(model_dir), "--manifest", str(manifest), "--beam", "2",
-                 "--weights", "0", "1", "--word-bonuses", "0", "--oov-penalties", "0", "--set-default"]) == 0
+    assert (
+        main(
+            [
+                "tune-rescoring",
+                "--model",
+                str(model_dir),
+                "--manifest",
+                str(manifest),
+                "--beam",
+                "2",
+                "--weights",
+                "0",
+                "1",
+                "--word-bonuses",
+                "0",
+                "--oov-penalties",
+                "0",
+                "--set-default",
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["beam"] == 2
     search = load_model(model_dir).default_search
     assert search.beam == 2 and search.lm is not None and search.rescorer is not None
@@ -178,8 +254,28 @@ def test_tune_rescoring_grid_contains_the_plain_search_and_sets_the_best(random_
     save_file(head.state_dict(), str(tmp_path / "head.safetensors"))
     save_model(with_ctc_head(model, tmp_path / "head.safetensors"), model_dir)
     capsys.readouterr()
-    assert main(["tune-rescoring", "--model", str(model_dir), "--manifest", str(manifest), "--weights", "0",
-                 "--word-bonuses", "0", "--oov-penalties", "0", "--ctc-weights", "0", "2", "--set-default"]) == 0
+    assert (
+        main(
+            [
+                "tune-rescoring",
+                "--model",
+                str(model_dir),
+                "--manifest",
+                str(manifest),
+                "--weights",
+                "0",
+                "--word-bonuses",
+                "0",
+                "--oov-penalties",
+                "0",
+                "--ctc-weights",
+                "0",
+                "2",
+                "--set-default",
+            ]
+        )
+        == 0
+    )
     lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
     grid, summary = lines[:-1], lines[-1]
     assert [p["ctc_weight"] for p in grid] == [0, 2] and summary["best_without_ctc"] == grid[0]

@@ -145,9 +145,7 @@ def test_sigterm_drains_in_flight_streams_and_refuses_new_ones(
         server.kill()
 
 
-def test_drain_timeout_cancels_streams_that_do_not_end(
-    random_model_dir: Path, speech: tuple[bytes, int]
-) -> None:
+def test_drain_timeout_cancels_streams_that_do_not_end(random_model_dir: Path, speech: tuple[bytes, int]) -> None:
     pcm, rate = speech
     server = ServerProcess(random_model_dir, drain_timeout_s=1)
     release = threading.Event()

@@ -111,9 +111,7 @@ def _sine_noise(seconds: float, seed: int) -> np.ndarray:
     return (0.3 * np.sin(2 * np.pi * 300 * t) + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
 
 
-async def _run_session(
-    engine: Engine, audio: np.ndarray, chunk: int, options: SessionOptions
-) -> list[Update]:
+async def _run_session(engine: Engine, audio: np.ndarray, chunk: int, options: SessionOptions) -> list[Update]:
     session = engine.open_session(options)
 
     async def feed() -> None:
@@ -135,11 +133,15 @@ async def _run_session(
 def _rescorer_for_a_runner_up(model, features: np.ndarray, search: SearchConfig) -> tuple[Rescorer, str]:
     """A word-LM rescorer that knows only one non-best hypothesis of the whole-utterance search,
     so it must overrule the search's choice; returns it with that hypothesis' text."""
-    update = model.beam_hypotheses(torch.from_numpy(features)[None], torch.tensor([features.shape[0]]),
-                                   streaming=True, search=search)[0].update
+    update = model.beam_hypotheses(
+        torch.from_numpy(features)[None], torch.tensor([features.shape[0]]), streaming=True, search=search
+    )[0].update
     texts = [model.tokenizer.decode([t for t, _ in hypothesis]).strip() for hypothesis in update.added]
-    runner_up = next(text for k, text in enumerate(texts)
-                     if k != update.best and update.scores[k] > -math.inf and text != texts[update.best])
+    runner_up = next(
+        text
+        for k, text in enumerate(texts)
+        if k != update.best and update.scores[k] > -math.inf and text != texts[update.best]
+    )
     return Rescorer(build_word_lm([runner_up] * 10, order=2, min_count=1), weight=5.0, oov_penalty=20.0), runner_up
 
 
@@ -166,21 +168,26 @@ def test_engine_equals_whole_utterance_decoding(random_model_dir: Path, tmp_path
         search = dataclasses.replace(search, rescorer=rescorer)
     if with_ctc:
         # A word LM that knows nothing of these texts (weight 0): only the CTC head can overrule the search.
-        search_best = model.tokenizer.decode([t for t, _ in model.transcribe_batch(
-            torch.from_numpy(features)[None], torch.tensor([features.shape[0]]), search=search)[0]]).strip()
+        search_best = model.tokenizer.decode(
+            [
+                t
+                for t, _ in model.transcribe_batch(
+                    torch.from_numpy(features)[None], torch.tensor([features.shape[0]]), search=search
+                )[0]
+            ]
+        ).strip()
         rescorer = Rescorer(build_word_lm(["a b c"] * 3, order=2, min_count=1), weight=0.0, ctc_weight=1.0)
         search = dataclasses.replace(search, rescorer=rescorer)
-    offline = model.transcribe_batch(torch.from_numpy(features)[None], torch.tensor([features.shape[0]]),
-                                     search=search)[0]
+    offline = model.transcribe_batch(
+        torch.from_numpy(features)[None], torch.tensor([features.shape[0]]), search=search
+    )[0]
     assert offline, "the noisy random model should emit tokens"
     expected = model.tokenizer.decode([t for t, _ in offline]).strip()
     if method == "beam+lm+rescoring":
         assert expected == runner_up  # the rescorer, not the search score, chose the final
     if with_ctc:
         assert expected != search_best  # the CTC head, not the search score, chose the final
-    no_endpoints = SessionOptions(
-        endpoint=EndpointConfig(trailing_silence_ms=60_000, max_utterance_ms=60_000)
-    )
+    no_endpoints = SessionOptions(endpoint=EndpointConfig(trailing_silence_ms=60_000, max_utterance_ms=60_000))
 
     async def run() -> list[Update]:
         engine = Engine(model, "cpu", capacity=4, max_batch_size=4, max_wait_s=0.001, search=search)

@@ -68,9 +68,7 @@ def _wait_until(condition, timeout: float = 5.0) -> bool:
     return condition()
 
 
-def _assert_server_healthy(
-    server: ServerThread, stub: asr_pb2_grpc.RecognizerStub, speech: tuple[bytes, int]
-) -> None:
+def _assert_server_healthy(server: ServerThread, stub: asr_pb2_grpc.RecognizerStub, speech: tuple[bytes, int]) -> None:
     """Every slot is free again and a normal stream succeeds."""
     assert _wait_until(lambda: server.active_streams() == 0 and server.server.admission.active == 0)
     pcm, rate = speech
@@ -169,14 +167,10 @@ def test_languages_and_multi_talker_on_a_model_that_has_them(
     stub: asr_pb2_grpc.RecognizerStub, speech: tuple[bytes, int]
 ) -> None:
     pcm, rate = speech
-    german = stream(
-        stub, config(rate, model="random-multi", language_codes=["de-DE"]), fixed_chunks(pcm, 3200)
-    )
+    german = stream(stub, config(rate, model="random-multi", language_codes=["de-DE"]), fixed_chunks(pcm, 3200))
     results = [r for resp in german for r in resp.results]
     assert results and all(r.language_code == "de" for r in results)
-    both = stream(
-        stub, config(rate, model="random-multi", language_codes=["en", "de"]), fixed_chunks(pcm, 3200)
-    )
+    both = stream(stub, config(rate, model="random-multi", language_codes=["en", "de"]), fixed_chunks(pcm, 3200))
     assert all(r.language_code == "" for resp in both for r in resp.results)
     talkers = stream(stub, config(rate, model="random-multi", multi_talker=True), fixed_chunks(pcm, 3200))
     assert finals(talkers)
@@ -189,9 +183,7 @@ def test_recognize_rejects_too_long_and_odd_audio(
     pcm, rate = speech
     recognition = config(8000).config
     with pytest.raises(grpc.RpcError) as error:
-        stub.Recognize(
-            asr_pb2.RecognizeRequest(config=recognition, audio_content=bytes(2 * 8000 * 61)), timeout=30
-        )
+        stub.Recognize(asr_pb2.RecognizeRequest(config=recognition, audio_content=bytes(2 * 8000 * 61)), timeout=30)
     assert error.value.code() == INVALID
     assert "at most 60 s" in error.value.details() and "StreamingRecognize" in error.value.details()
     with pytest.raises(grpc.RpcError) as error:
@@ -203,9 +195,7 @@ def test_recognize_rejects_too_long_and_odd_audio(
 class HeldStream:
     """A stream that sends its config and some audio, then holds until released."""
 
-    def __init__(
-        self, stub: asr_pb2_grpc.RecognizerStub, rate: int, pcm: bytes, timeout: float | None = None
-    ):
+    def __init__(self, stub: asr_pb2_grpc.RecognizerStub, rate: int, pcm: bytes, timeout: float | None = None):
         self.release = threading.Event()
         self.sent = threading.Event()
         self._rate, self._pcm = rate, pcm

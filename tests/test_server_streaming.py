@@ -98,9 +98,7 @@ def test_ten_concurrent_streams_in_random_chunks_equal_each_stream_alone(
         assert duration_ms - 300 <= processed <= duration_ms + 40
 
 
-def test_partials_arrive_before_finals(
-    stub: asr_pb2_grpc.RecognizerStub, clips: list[tuple[bytes, int]]
-) -> None:
+def test_partials_arrive_before_finals(stub: asr_pb2_grpc.RecognizerStub, clips: list[tuple[bytes, int]]) -> None:
     pcm, rate = clips[0]
     responses = stream(stub, _streaming_config(rate), fixed_chunks(pcm, 1000))
     seen: dict[int, list[bool]] = {}
@@ -144,9 +142,7 @@ def test_results_carry_times_words_and_channel(
             assert start <= word.start_time.ToMilliseconds() < word.end_time.ToMilliseconds() <= end
 
 
-def test_word_times_only_when_requested(
-    stub: asr_pb2_grpc.RecognizerStub, clips: list[tuple[bytes, int]]
-) -> None:
+def test_word_times_only_when_requested(stub: asr_pb2_grpc.RecognizerStub, clips: list[tuple[bytes, int]]) -> None:
     pcm, rate = clips[3]
     responses = stream(stub, config(rate, endpointing=ENDPOINTING), fixed_chunks(pcm, 3200))
     assert finals(responses)
@@ -178,9 +174,7 @@ def test_telephony_and_multichannel_audio_equal_their_linear16_mono(
     codes = order[position].astype(np.uint8)
     expanded = MULAW_TABLE[codes].astype("<i2").tobytes()
     as_linear = stream(stub, _streaming_config(8000), fixed_chunks(expanded, 1600))
-    as_mulaw = stream(
-        stub, _streaming_config(8000, encoding=asr_pb2.MULAW), fixed_chunks(codes.tobytes(), 800)
-    )
+    as_mulaw = stream(stub, _streaming_config(8000, encoding=asr_pb2.MULAW), fixed_chunks(codes.tobytes(), 800))
     assert finals(as_linear)
     assert as_mulaw == as_linear
 
@@ -191,9 +185,7 @@ def test_recognize_returns_the_finals_of_a_stream(
     pcm, rate = clips[5]
     streaming_config = _streaming_config(rate)
     streamed = stream(stub, streaming_config, fixed_chunks(pcm, 3200))
-    response = stub.Recognize(
-        asr_pb2.RecognizeRequest(config=streaming_config.config, audio_content=pcm), timeout=60
-    )
+    response = stub.Recognize(asr_pb2.RecognizeRequest(config=streaming_config.config, audio_content=pcm), timeout=60)
     assert [r for resp in streamed for r in resp.results if r.is_final] == list(response.results)
     assert response.audio_processed == streamed[-1].audio_processed
 
@@ -219,9 +211,7 @@ def test_health_and_reflection(server: ServerThread) -> None:
             status = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10).status
             assert status == health_pb2.HealthCheckResponse.SERVING
         reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
-        replies = reflection.ServerReflectionInfo(
-            iter([reflection_pb2.ServerReflectionRequest(list_services="")])
-        )
+        replies = reflection.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
         services = {s.name for reply in replies for s in reply.list_services_response.service}
         assert {"asr.v1.Recognizer", "grpc.health.v1.Health"} <= services
 

@@ -36,6 +36,7 @@ def test_speed_copies_change_duration_and_pitch_and_join_one_data_set(tmp_path: 
         assert abs(data.length(2 + i) - plain.length(i) / 0.9) <= 2
         assert abs(data.length(4 + i) - plain.length(i) / 1.1) <= 2
         assert data[4 + i].shape == (data.length(4 + i), 80)
+
     # Pitch moves with speed: the tone's loudest mel bin is higher in the faster copy.
     def peak_bin(features: np.ndarray) -> int:
         return int(np.asarray(features, dtype=np.float32).mean(axis=0).argmax())

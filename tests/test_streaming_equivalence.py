@@ -15,9 +15,19 @@ TOLERANCE = 1e-4
 
 def _encoder(right_context: int, seed: int = 0) -> ConformerEncoder:
     torch.manual_seed(seed)
-    config = EncoderConfig(d_model=64, num_layers=3, num_heads=4, ffn_dim=128, conv_kernel=7,
-                           subsampling_channels=16, chunk_size=4, left_chunks=2, right_context=right_context,
-                           max_relative_distance=16, dropout=0.0)
+    config = EncoderConfig(
+        d_model=64,
+        num_layers=3,
+        num_heads=4,
+        ffn_dim=128,
+        conv_kernel=7,
+        subsampling_channels=16,
+        chunk_size=4,
+        left_chunks=2,
+        right_context=right_context,
+        max_relative_distance=16,
+        dropout=0.0,
+    )
     encoder = ConformerEncoder(config, FeatureConfig()).eval()
     # Non-trivial CMVN so the normalisation is part of what is compared.
     encoder.feature_mean.normal_()
@@ -33,14 +43,19 @@ def _stream(encoder: ConformerEncoder, features: np.ndarray, piece_sizes: list[i
 
     def run(window: np.ndarray, real: int) -> None:
         out, valid, keys, values, conv = encoder.step(
-            torch.from_numpy(window)[None], torch.tensor([real]), caches["attn_keys"], caches["attn_values"],
-            caches["conv_cache"], caches["chunks_done"])
+            torch.from_numpy(window)[None],
+            torch.tensor([real]),
+            caches["attn_keys"],
+            caches["attn_values"],
+            caches["conv_cache"],
+            caches["chunks_done"],
+        )
         outputs.append(out[:, : int(valid[0])])
         caches.update(attn_keys=keys, attn_values=values, conv_cache=conv, chunks_done=caches["chunks_done"] + 1)
 
     start = 0
     for size in piece_sizes:
-        windows.push(features[start:start + size])
+        windows.push(features[start : start + size])
         start += size
         while windows.ready():
             run(windows.pop_window(), encoder.feature_window)
@@ -86,23 +101,39 @@ def test_batched_step_equals_each_stream_alone() -> None:
             caches = encoder.init_caches(1)
             for _ in range(chunks):
                 feats = torch.from_numpy(rng.standard_normal((1, window, 80)).astype(np.float32))
-                _, _, k, v, c = encoder.step(feats, torch.tensor([window]), caches["attn_keys"],
-                                             caches["attn_values"], caches["conv_cache"], caches["chunks_done"])
+                _, _, k, v, c = encoder.step(
+                    feats,
+                    torch.tensor([window]),
+                    caches["attn_keys"],
+                    caches["attn_values"],
+                    caches["conv_cache"],
+                    caches["chunks_done"],
+                )
                 caches.update(attn_keys=k, attn_values=v, conv_cache=c, chunks_done=caches["chunks_done"] + 1)
             real = window if index != 2 else 13  # stream 2 is flushing a partial window
             feats = np.zeros((1, window, 80), np.float32)
             feats[:, :real] = rng.standard_normal((1, real, 80))
             caches_per_stream.append(caches)
             windows_per_stream.append((torch.from_numpy(feats), real))
-            out, valid, k, v, c = encoder.step(torch.from_numpy(feats), torch.tensor([real]),
-                                               caches["attn_keys"], caches["attn_values"], caches["conv_cache"],
-                                               caches["chunks_done"])
+            out, valid, k, v, c = encoder.step(
+                torch.from_numpy(feats),
+                torch.tensor([real]),
+                caches["attn_keys"],
+                caches["attn_values"],
+                caches["conv_cache"],
+                caches["chunks_done"],
+            )
             alone_outputs.append((out[0, : int(valid[0])], k[0], v[0], c[0]))
 
         batch = {name: torch.cat([c[name] for c in caches_per_stream]) for name in caches_per_stream[0]}
         out, valid, k, v, c = encoder.step(
-            torch.cat([w for w, _ in windows_per_stream]), torch.tensor([r for _, r in windows_per_stream]),
-            batch["attn_keys"], batch["attn_values"], batch["conv_cache"], batch["chunks_done"])
+            torch.cat([w for w, _ in windows_per_stream]),
+            torch.tensor([r for _, r in windows_per_stream]),
+            batch["attn_keys"],
+            batch["attn_values"],
+            batch["conv_cache"],
+            batch["chunks_done"],
+        )
     for row, (alone_out, alone_k, alone_v, alone_c) in enumerate(alone_outputs):
         assert int(valid[row]) == alone_out.shape[0]
         assert (out[row, : alone_out.shape[0]] - alone_out).abs().max().item() <= 1e-5

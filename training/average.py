@@ -52,13 +52,17 @@ def average_models(model_dirs: list[Path]) -> StreamingTransducer:
     for model_dir in model_dirs[1:]:
         model = load_model(model_dir)
         if model.config.model_dump(exclude={"decoding", "name"}) != reference:
-            raise ValueError(f"{model_dir}: its config.json differs from {model_dirs[0]}'s; "
-                             "only snapshots of one run can be averaged")
+            raise ValueError(
+                f"{model_dir}: its config.json differs from {model_dirs[0]}'s; "
+                "only snapshots of one run can be averaged"
+            )
         last_state = model.state_dict()
         for name in sums:
             sums[name] += last_state[name].double()
-    merged = {name: (sums[name] / len(model_dirs)).to(t.dtype) if name in sums else last_state[name]
-              for name, t in average.state_dict().items()}
+    merged = {
+        name: (sums[name] / len(model_dirs)).to(t.dtype) if name in sums else last_state[name]
+        for name, t in average.state_dict().items()
+    }
     with torch.no_grad():
         average.load_state_dict(merged)
     return average

@@ -22,8 +22,9 @@ class Batch:
     texts: list[str]
 
 
-def bucketed_batches(lengths: list[int], max_batch_frames: int, rng: random.Random,
-                     max_batch_size: int = 64) -> list[list[int]]:
+def bucketed_batches(
+    lengths: list[int], max_batch_frames: int, rng: random.Random, max_batch_size: int = 64
+) -> list[list[int]]:
     """Group utterances of similar length so that B * max(T) <= max_batch_frames; shuffled."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i] * (1 + 0.1 * rng.random()))
     batches, current, longest = [], [], 0
@@ -58,8 +59,15 @@ def collate(cache: FeatureCache | ConcatenatedCaches, indices: list[int], tokeni
     )
 
 
-def spec_augment(features: Tensor, lengths: Tensor, generator: torch.Generator, freq_masks: int = 2,
-                 freq_width: int = 12, time_mask_fraction: float = 0.05, time_width: int = 20) -> Tensor:
+def spec_augment(
+    features: Tensor,
+    lengths: Tensor,
+    generator: torch.Generator,
+    freq_masks: int = 2,
+    freq_width: int = 12,
+    time_mask_fraction: float = 0.05,
+    time_width: int = 20,
+) -> Tensor:
     """SpecAugment (Park et al. 2019) without time warping, in place on a padded batch.
 
     Masked regions are set to the utterance mean so that CMVN-normalised inputs see 0-ish.
@@ -71,9 +79,9 @@ def spec_augment(features: Tensor, lengths: Tensor, generator: torch.Generator, 
         for _ in range(freq_masks):
             width = int(torch.randint(0, freq_width + 1, (1,), generator=generator))
             start = int(torch.randint(0, num_bins - width + 1, (1,), generator=generator))
-            features[row, :length, start:start + width] = fill
+            features[row, :length, start : start + width] = fill
         for _ in range(int(length * time_mask_fraction / max(1, time_width / 2))):
             width = int(torch.randint(0, time_width + 1, (1,), generator=generator))
             start = int(torch.randint(0, max(1, length - width), (1,), generator=generator))
-            features[row, start:start + width] = fill
+            features[row, start : start + width] = fill
     return features

@@ -25,9 +25,12 @@ from training.fit import CTC_HEAD_FILE, TRAINER_FILE
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", type=Path, required=True, help="e.g. exp/en-small-v4/latest")
     parser.add_argument("--out", type=Path, required=True, help="model directory to write, e.g. models/en-small")
-    parser.add_argument("--ctc-head", type=Path,
-                        help=f"CTC head to attach (default: CHECKPOINT/{CTC_HEAD_FILE} when there; an averaged "
-                        "checkpoint has none, so name the run's latest one)")
+    parser.add_argument(
+        "--ctc-head",
+        type=Path,
+        help=f"CTC head to attach (default: CHECKPOINT/{CTC_HEAD_FILE} when there; an averaged "
+        "checkpoint has none, so name the run's latest one)",
+    )
 
 
 def with_ctc_head(model: StreamingTransducer, head_file: Path) -> StreamingTransducer:

@@ -29,8 +29,15 @@ def curve_rows(records: list[dict], at: list[int], window: int) -> list[dict]:
             continue
         last = chunk[-1]["step"]
         wer = [value for step, value in validated if step <= last]
-        rows.append({"first": first, "last": last, "rnnt": sum(r["rnnt"] for r in chunk) / len(chunk),
-                     "ctc": sum(r["ctc"] for r in chunk) / len(chunk), "valid_wer": wer[-1] if wer else None})
+        rows.append(
+            {
+                "first": first,
+                "last": last,
+                "rnnt": sum(r["rnnt"] for r in chunk) / len(chunk),
+                "ctc": sum(r["ctc"] for r in chunk) / len(chunk),
+                "valid_wer": wer[-1] if wer else None,
+            }
+        )
     return rows
 
 

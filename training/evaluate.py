@@ -80,8 +80,9 @@ def pad_features(features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tens
     return torch.nn.utils.rnn.pad_sequence(features, batch_first=True), torch.tensor([f.shape[0] for f in features])
 
 
-def transcribe_features(model: StreamingTransducer, features: list[torch.Tensor], streaming: bool,
-                        search: SearchConfig | None = None) -> list[str]:
+def transcribe_features(
+    model: StreamingTransducer, features: list[torch.Tensor], streaming: bool, search: SearchConfig | None = None
+) -> list[str]:
     """Transcripts of fbank matrices (T_i, 80), decoded as one padded batch (greedy by default)."""
     padded, lengths = pad_features(features)
     with torch.inference_mode():
@@ -89,8 +90,9 @@ def transcribe_features(model: StreamingTransducer, features: list[torch.Tensor]
     return [model.tokenizer.decode([t for t, _ in hyp]) for hyp in tokens]
 
 
-def feature_batches(model: StreamingTransducer, manifest: Path,
-                    batch_seconds: float) -> Iterator[list[tuple[str, torch.Tensor, float]]]:
+def feature_batches(
+    model: StreamingTransducer, manifest: Path, batch_seconds: float
+) -> Iterator[list[tuple[str, torch.Tensor, float]]]:
     """The manifest's utterances as (reference, fbank (T, 80), audio seconds), about ``batch_seconds`` a batch."""
     pending: list[tuple[str, torch.Tensor, float]] = []
     for utterance in read_manifest(manifest):
@@ -104,8 +106,14 @@ def feature_batches(model: StreamingTransducer, manifest: Path,
         yield pending
 
 
-def evaluate(model: StreamingTransducer, manifest: Path, streaming: bool, batch_seconds: float = 120.0,
-             print_lines: bool = True, search: SearchConfig | None = None) -> dict:
+def evaluate(
+    model: StreamingTransducer,
+    manifest: Path,
+    streaming: bool,
+    batch_seconds: float = 120.0,
+    print_lines: bool = True,
+    search: SearchConfig | None = None,
+) -> dict:
     references, hypotheses = [], []
     started = time.perf_counter()
     audio_seconds = 0.0
@@ -133,9 +141,14 @@ def evaluate(model: StreamingTransducer, manifest: Path, streaming: bool, batch_
 def describe_search(search: SearchConfig) -> dict:
     if search.beam == 1:
         return {"beam": 1, "method": "greedy"}
-    return {"beam": search.beam, "method": "modified beam search", "lm_order": search.lm.order if search.lm else None,
-            "lm_weight": search.lm_weight, "token_bonus": search.token_bonus,
-            "rescoring": search.rescorer.describe() if search.rescorer else None}
+    return {
+        "beam": search.beam,
+        "method": "modified beam search",
+        "lm_order": search.lm.order if search.lm else None,
+        "lm_weight": search.lm_weight,
+        "token_bonus": search.token_bonus,
+        "rescoring": search.rescorer.describe() if search.rescorer else None,
+    }
 
 
 def run(args: argparse.Namespace) -> int:

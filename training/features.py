@@ -53,20 +53,32 @@ def build_feature_cache(manifest: Path, cache_dir: Path, jobs: int = 2, speed: f
         cached_from = json.loads((cache_dir / INDEX_FILE).read_text())["manifest"]
         if Path(cached_from).resolve() != Path(manifest).resolve():
             # A cache silently reused for another manifest would train on the wrong data.
-            raise ValueError(f"{cache_dir} holds the features of {cached_from}, not of {manifest}: "
-                             f"remove it or use another --exp-dir")
+            raise ValueError(
+                f"{cache_dir} holds the features of {cached_from}, not of {manifest}: "
+                f"remove it or use another --exp-dir"
+            )
         return cache_dir
     cache_dir.mkdir(parents=True, exist_ok=True)
     utterances = read_manifest(manifest)
     with Pool(jobs) as pool:
         jobs_list = [(utterance, speed) for utterance in utterances]
-        feats = list(tqdm(pool.imap(_fbank_of, jobs_list, chunksize=16), total=len(utterances),
-                          desc=f"fbank {manifest.name} speed {speed:g}"))
+        feats = list(
+            tqdm(
+                pool.imap(_fbank_of, jobs_list, chunksize=16),
+                total=len(utterances),
+                desc=f"fbank {manifest.name} speed {speed:g}",
+            )
+        )
     lengths = [f.shape[0] for f in feats]
     offsets = np.concatenate([[0], np.cumsum(lengths)]).tolist()
     np.save(cache_dir / FEATURES_FILE, np.concatenate(feats))
-    index = {"manifest": str(manifest), "offsets": offsets, "speed": speed,
-             "texts": [u.text for u in utterances], "languages": [u.language for u in utterances]}
+    index = {
+        "manifest": str(manifest),
+        "offsets": offsets,
+        "speed": speed,
+        "texts": [u.text for u in utterances],
+        "languages": [u.language for u in utterances],
+    }
     (cache_dir / INDEX_FILE).write_text(json.dumps(index))
     return cache_dir
 
@@ -85,7 +97,7 @@ class FeatureCache:
         return len(self.texts)
 
     def __getitem__(self, i: int) -> np.ndarray:
-        return self.features[self.offsets[i]: self.offsets[i + 1]]
+        return self.features[self.offsets[i] : self.offsets[i + 1]]
 
     def length(self, i: int) -> int:
         return self.offsets[i + 1] - self.offsets[i]

@@ -38,8 +38,13 @@ CTC_HEAD_FILE = "ctc_head.safetensors"  # the auxiliary CTC head, beside the opt
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--train-manifest", type=Path, nargs="+", required=True,
-                        help="one or more manifests, trained on as one set (each gets its own feature cache)")
+    parser.add_argument(
+        "--train-manifest",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="one or more manifests, trained on as one set (each gets its own feature cache)",
+    )
     parser.add_argument("--valid-manifest", type=Path, required=True)
     parser.add_argument("--exp-dir", type=Path, required=True, help="checkpoints and logs go here")
     parser.add_argument("--name", default="en-small", help="model name written into config.json")
@@ -58,35 +63,70 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup-steps", type=int, default=600)
     parser.add_argument("--max-steps", type=int, default=1_000_000)
     parser.add_argument("--hold-lr-after", type=int, help="keep the learning rate of this step from then on")
-    parser.add_argument("--cooldown-steps", type=int, default=0,
-                        help="ramp the learning rate linearly to 0 over the N steps before --cooldown-end-step")
-    parser.add_argument("--cooldown-end-step", type=int,
-                        help="step at which the cool-down reaches 0 (default: --max-steps); a run may stop earlier")
+    parser.add_argument(
+        "--cooldown-steps",
+        type=int,
+        default=0,
+        help="ramp the learning rate linearly to 0 over the N steps before --cooldown-end-step",
+    )
+    parser.add_argument(
+        "--cooldown-end-step",
+        type=int,
+        help="step at which the cool-down reaches 0 (default: --max-steps); a run may stop earlier",
+    )
     parser.add_argument("--max-minutes", type=float, default=1e9, help="stop (and save) after this long")
-    parser.add_argument("--serve-mask-prob", type=float, default=0.6,
-                        help="share of batches with the serving mask; the rest: random chunks or full context")
+    parser.add_argument(
+        "--serve-mask-prob",
+        type=float,
+        default=0.6,
+        help="share of batches with the serving mask; the rest: random chunks or full context",
+    )
     parser.add_argument("--spec-augment-after", type=int, default=1000, help="step from which SpecAugment is on")
     parser.add_argument("--ctc-weight", type=float, default=0.3, help="weight of the auxiliary CTC loss (0: off)")
-    parser.add_argument("--blank-bias-init", type=float, default=0.0,
-                        help="initial output bias of blank in a new model's joiner and CTC head (see docs)")
-    parser.add_argument("--schedule-offset", type=int, default=0,
-                        help="with --init-from: continue the LR schedule from this step (re-warm-up 100 steps)")
-    parser.add_argument("--short-first-steps", type=int, default=0,
-                        help="curriculum: for this many steps train only on utterances up to --short-first-seconds")
+    parser.add_argument(
+        "--blank-bias-init",
+        type=float,
+        default=0.0,
+        help="initial output bias of blank in a new model's joiner and CTC head (see docs)",
+    )
+    parser.add_argument(
+        "--schedule-offset",
+        type=int,
+        default=0,
+        help="with --init-from: continue the LR schedule from this step (re-warm-up 100 steps)",
+    )
+    parser.add_argument(
+        "--short-first-steps",
+        type=int,
+        default=0,
+        help="curriculum: for this many steps train only on utterances up to --short-first-seconds",
+    )
     parser.add_argument("--short-first-seconds", type=float, default=2.5)
     parser.add_argument("--valid-every", type=int, default=500)
     parser.add_argument("--valid-utterances", type=int, default=200)
     parser.add_argument("--save-every-minutes", type=float, default=10)
-    parser.add_argument("--snapshot-every", type=int, default=0,
-                        help="also keep the model every N steps in EXP_DIR/snapshots (for asr-train average; 0: off)")
+    parser.add_argument(
+        "--snapshot-every",
+        type=int,
+        default=0,
+        help="also keep the model every N steps in EXP_DIR/snapshots (for asr-train average; 0: off)",
+    )
     parser.add_argument("--snapshot-after", type=int, default=0, help="keep snapshots only after this step")
-    parser.add_argument("--bf16", action="store_true",
-                        help="bfloat16 autocast for the forward pass (1.5x per step on an AVX512-BF16 CPU: "
-                             "benchmarks/train_step_speed.py); the losses are computed in float32")
+    parser.add_argument(
+        "--bf16",
+        action="store_true",
+        help="bfloat16 autocast for the forward pass (1.5x per step on an AVX512-BF16 CPU: "
+        "benchmarks/train_step_speed.py); the losses are computed in float32",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--jobs", type=int, default=2, help="processes for the feature cache")
-    parser.add_argument("--speed-perturb", type=float, nargs="*", default=[],
-                        help="also train on copies of the data at these speeds (e.g. 0.9 1.1; each is cached once)")
+    parser.add_argument(
+        "--speed-perturb",
+        type=float,
+        nargs="*",
+        default=[],
+        help="also train on copies of the data at these speeds (e.g. 0.9 1.1; each is cached once)",
+    )
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -103,9 +143,15 @@ def build_new_model(
     config = ModelConfig(
         name=args.name,
         languages=sorted(set(cache.languages)),
-        encoder=EncoderConfig(d_model=args.d_model, num_layers=args.num_layers, num_heads=args.num_heads,
-                              ffn_dim=args.ffn_dim, chunk_size=args.chunk_size, left_chunks=args.left_chunks,
-                              right_context=args.right_context),
+        encoder=EncoderConfig(
+            d_model=args.d_model,
+            num_layers=args.num_layers,
+            num_heads=args.num_heads,
+            ffn_dim=args.ffn_dim,
+            chunk_size=args.chunk_size,
+            left_chunks=args.left_chunks,
+            right_context=args.right_context,
+        ),
         decoder=DecoderConfig(),
         tokenizer=TokenizerConfig(file=tokenizer_file.name, vocab_size=tokenizer.vocab_size),
     )
@@ -133,16 +179,22 @@ class Losses(NamedTuple):
     ctc: torch.Tensor  # per target token (0 without a CTC head)
 
 
-def transducer_loss(model: StreamingTransducer, batch: Batch, mask: tuple[int | None, int | None, int],
-                    ctc_head: nn.Linear | None = None, ctc_weight: float = 0.0) -> Losses:
+def transducer_loss(
+    model: StreamingTransducer,
+    batch: Batch,
+    mask: tuple[int | None, int | None, int],
+    ctc_head: nn.Linear | None = None,
+    ctc_weight: float = 0.0,
+) -> Losses:
     """RNN-T loss per target token, plus ``ctc_weight`` x an auxiliary CTC loss on the encoder.
 
     The CTC head (training only, never shipped) gives the encoder a direct alignment signal,
     which gets a transducer trained from scratch past its all-blank phase much sooner.
     """
     chunk, left, right = mask
-    encoder_out, lengths = model.encoder(batch.features, batch.feature_lengths, chunk_size=chunk,
-                                         left_chunks=left, right_context=right)
+    encoder_out, lengths = model.encoder(
+        batch.features, batch.feature_lengths, chunk_size=chunk, left_chunks=left, right_context=right
+    )
     decoder_out = model.decoder.training_input(batch.targets)  # (B, U+1, E)
     logits = model.joiner(encoder_out[:, :, None], decoder_out[:, None])  # (B, T', U+1, V)
     blank = model.tokenizer.blank_id
@@ -150,13 +202,19 @@ def transducer_loss(model: StreamingTransducer, batch: Batch, mask: tuple[int | 
     ctc = torch.zeros((), device=rnnt.device)
     if ctc_head is not None and ctc_weight > 0:
         log_probs = ctc_head(encoder_out).float().log_softmax(dim=-1).transpose(0, 1)  # (T', B, V)
-        ctc = F.ctc_loss(log_probs, batch.targets, lengths, batch.target_lengths, blank=blank, reduction="sum",
-                         zero_infinity=True) / batch.target_lengths.sum().clamp(min=1)
+        ctc = F.ctc_loss(
+            log_probs, batch.targets, lengths, batch.target_lengths, blank=blank, reduction="sum", zero_infinity=True
+        ) / batch.target_lengths.sum().clamp(min=1)
     return Losses(rnnt + ctc_weight * ctc, rnnt, ctc)
 
 
-def word_error_rate(model: StreamingTransducer, cache: FeatureCache, indices: list[int], streaming: bool = True,
-                    batch_frames: int = 30000) -> float:
+def word_error_rate(
+    model: StreamingTransducer,
+    cache: FeatureCache,
+    indices: list[int],
+    streaming: bool = True,
+    batch_frames: int = 30000,
+) -> float:
     """Greedy WER on cached features (streaming mask or full context)."""
     from training.text_normalize import normalize_text
 
@@ -177,8 +235,9 @@ def word_error_rate(model: StreamingTransducer, cache: FeatureCache, indices: li
 def _save_trainer(directory: Path, optimizer: torch.optim.Optimizer, info: dict) -> None:
     """Optimizer state as safetensors (no pickle) plus a JSON of the scalars."""
     state = optimizer.state_dict()
-    tensors = {f"{param}.{key}": value.contiguous() for param, entry in state["state"].items()
-               for key, value in entry.items()}
+    tensors = {
+        f"{param}.{key}": value.contiguous() for param, entry in state["state"].items() for key, value in entry.items()
+    }
     save_file(tensors, str(directory / "optimizer.safetensors"))
     (directory / TRAINER_FILE).write_text(json.dumps({**info, "param_groups": state["param_groups"]}, indent=1))
 
@@ -193,8 +252,14 @@ def _load_trainer(directory: Path, optimizer: torch.optim.Optimizer) -> dict:
     return info
 
 
-def training_batches(lengths: list[int], max_batch_frames: int, short_first_steps: int, short_first_frames: int,
-                     rng: random.Random, info: dict) -> Iterator[list[int]]:
+def training_batches(
+    lengths: list[int],
+    max_batch_frames: int,
+    short_first_steps: int,
+    short_first_frames: int,
+    rng: random.Random,
+    info: dict,
+) -> Iterator[list[int]]:
     """Endless batches of utterance indices, counting epochs in ``info["epoch"]``.
 
     ``lengths``: fbank frames per utterance. Short-first curriculum (SortaGrad, Amodei et al.
@@ -213,8 +278,9 @@ def training_batches(lengths: list[int], max_batch_frames: int, short_first_step
         info["epoch"] += 1
 
 
-def learning_rate(step: int, peak: float, warmup: int, hold_after: int | None = None,
-                  cooldown: tuple[int, int] | None = None) -> float:
+def learning_rate(
+    step: int, peak: float, warmup: int, hold_after: int | None = None, cooldown: tuple[int, int] | None = None
+) -> float:
     """Linear warm-up, then inverse square-root decay.
 
     ``hold_after``: from this step on, the rate stays where the decay had brought it.
@@ -277,14 +343,20 @@ def run(args: argparse.Namespace) -> int:
     progress = tqdm(initial=info["step"], desc="fit", dynamic_ncols=True)
     lengths = [train.length(i) for i in range(len(train))]
     short_first_frames = round(args.short_first_seconds * 100)  # 10 ms fbank frames
-    for indices in training_batches(lengths, args.max_batch_frames, args.short_first_steps, short_first_frames, rng,
-                                    info):
+    for indices in training_batches(
+        lengths, args.max_batch_frames, args.short_first_steps, short_first_frames, rng, info
+    ):
         step = info["step"] + 1
         batch = collate(train, indices, model.tokenizer)
         if step > args.spec_augment_after:
             spec_augment(batch.features, batch.feature_lengths, generator)
-        batch = Batch(batch.features.to(device), batch.feature_lengths.to(device), batch.targets.to(device),
-                      batch.target_lengths.to(device), batch.texts)
+        batch = Batch(
+            batch.features.to(device),
+            batch.feature_lengths.to(device),
+            batch.targets.to(device),
+            batch.target_lengths.to(device),
+            batch.texts,
+        )
         cooldown_end = args.cooldown_end_step or args.max_steps
         cooldown = (cooldown_end + args.schedule_offset, args.cooldown_steps) if args.cooldown_steps else None
         lr = learning_rate(step + args.schedule_offset, args.lr, args.warmup_steps, args.hold_lr_after, cooldown)
@@ -304,10 +376,17 @@ def run(args: argparse.Namespace) -> int:
         info["step"] = step
         info["hours_seen"] += float(batch.feature_lengths.sum()) / 100 / 3600
         progress.update(1)
-        progress.set_postfix(loss=f"{loss.item():.3f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}",
-                             hours=f"{info['hours_seen']:.1f}")
-        record = {"step": step, "loss": round(loss.item(), 4), "rnnt": round(losses.rnnt.item(), 4),
-                  "ctc": round(losses.ctc.item(), 4), "grad_norm": round(float(grad_norm), 3), "lr": lr}
+        progress.set_postfix(
+            loss=f"{loss.item():.3f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}", hours=f"{info['hours_seen']:.1f}"
+        )
+        record = {
+            "step": step,
+            "loss": round(loss.item(), 4),
+            "rnnt": round(losses.rnnt.item(), 4),
+            "ctc": round(losses.ctc.item(), 4),
+            "grad_norm": round(float(grad_norm), 3),
+            "lr": lr,
+        }
         if step % args.valid_every == 0:
             wer = word_error_rate(model, valid, valid_indices)
             record["valid_wer"] = round(wer, 4)

@@ -39,14 +39,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--order", type=int, help="n-gram order (default: 4 over tokens, 3 with --words)")
     parser.add_argument("--min-count", type=int, default=1, help="drop highest-order n-grams seen fewer times")
     parser.add_argument("--out", type=Path, help=f"LM file (default: MODEL/{LM_FILE})")
-    parser.add_argument("--set-default", action="store_true",
-                        help="write the LM and the search below into MODEL/config.json as its default decoding")
+    parser.add_argument(
+        "--set-default",
+        action="store_true",
+        help="write the LM and the search below into MODEL/config.json as its default decoding",
+    )
     parser.add_argument("--beam", type=int, default=4)
     parser.add_argument("--lm-weight", type=float, default=0.3)
     parser.add_argument("--token-bonus", type=float, default=1.0)
     words = parser.add_argument_group("word LM for rescoring final results (instead of the token LM)")
-    words.add_argument("--words", action="store_true",
-                       help=f"build the word LM (default file MODEL/{WORD_LM_FILE}); --order is then over words")
+    words.add_argument(
+        "--words",
+        action="store_true",
+        help=f"build the word LM (default file MODEL/{WORD_LM_FILE}); --order is then over words",
+    )
     words.add_argument("--max-words", type=int, default=MAX_WORDS, help="vocabulary: the most frequent words")
     words.add_argument("--min-word-count", type=int, default=2, help="rarer words count as the unknown word")
     words.add_argument("--rescore-weight", type=float, default=0.5, help="with --set-default")
@@ -64,20 +70,33 @@ def set_default_decoding(model_dir: Path, lm_file: str, beam: int, lm_weight: fl
     """Rewrite config.json's decoding section (validated through ModelConfig)."""
     config = read_config(model_dir)
     config.decoding = config.decoding.model_validate(
-        {"beam": beam, "lm_file": lm_file, "lm_weight": lm_weight, "token_bonus": token_bonus,
-         "rescoring": config.decoding.rescoring}
+        {
+            "beam": beam,
+            "lm_file": lm_file,
+            "lm_weight": lm_weight,
+            "token_bonus": token_bonus,
+            "rescoring": config.decoding.rescoring,
+        }
     )
     (model_dir / CONFIG_FILE).write_text(config.model_dump_json(indent=2) + "\n")
 
 
-def set_default_rescoring(model_dir: Path, word_lm_file: str, weight: float, word_bonus: float,
-                          oov_penalty: float, beam: int | None = None, ctc_weight: float = 0.0) -> None:
+def set_default_rescoring(
+    model_dir: Path,
+    word_lm_file: str,
+    weight: float,
+    word_bonus: float,
+    oov_penalty: float,
+    beam: int | None = None,
+    ctc_weight: float = 0.0,
+) -> None:
     """Rewrite config.json's decoding.rescoring section, and the beam if given (the beam the
     weights were tuned at); the LM fusion settings stay."""
     config = read_config(model_dir)
     decoding = config.decoding.model_dump()
-    decoding["rescoring"] = RescoringConfig(word_lm_file=word_lm_file, weight=weight, word_bonus=word_bonus,
-                                            oov_penalty=oov_penalty, ctc_weight=ctc_weight).model_dump()
+    decoding["rescoring"] = RescoringConfig(
+        word_lm_file=word_lm_file, weight=weight, word_bonus=word_bonus, oov_penalty=oov_penalty, ctc_weight=ctc_weight
+    ).model_dump()
     if beam is not None:
         decoding["beam"] = beam
     config.decoding = config.decoding.model_validate(decoding)
@@ -93,8 +112,13 @@ def run(args: argparse.Namespace) -> int:
     else:
         text = generate_text(args.sentences, args.mixture, args.seed)
     args.order = args.order or (3 if args.words else 4)
-    info = {"sentences": len(text), "order": args.order, "mixture": None if args.text else args.mixture,
-            "seed": None if args.text else args.seed, "text": str(args.text) if args.text else None}
+    info = {
+        "sentences": len(text),
+        "order": args.order,
+        "mixture": None if args.text else args.mixture,
+        "seed": None if args.text else args.seed,
+        "text": str(args.text) if args.text else None,
+    }
     if args.words:
         word_lm = build_word_lm(text, order=args.order, max_words=args.max_words, min_count=args.min_word_count)
         out = args.out or args.model / WORD_LM_FILE
@@ -115,7 +139,8 @@ def run(args: argparse.Namespace) -> int:
             set_default_rescoring(args.model, out.name, args.rescore_weight, args.word_bonus, args.oov_penalty)
         else:
             set_default_decoding(args.model, out.name, args.beam, args.lm_weight, args.token_bonus)
-    info.update(file=str(out), entries=entries, bytes=out.stat().st_size,
-                seconds=round(time.perf_counter() - started, 1))
+    info.update(
+        file=str(out), entries=entries, bytes=out.stat().st_size, seconds=round(time.perf_counter() - started, 1)
+    )
     print(json.dumps(info))
     return 0

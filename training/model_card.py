@@ -27,8 +27,9 @@ from training.speed import real_time_factor
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, required=True, help="model directory to measure and describe")
     parser.add_argument("--heldout", type=Path, required=True, help="held-out manifest (unseen voices and sentences)")
-    parser.add_argument("--train-manifest", type=Path, nargs="+", required=True,
-                        help="the manifest(s) the model was trained on")
+    parser.add_argument(
+        "--train-manifest", type=Path, nargs="+", required=True, help="the manifest(s) the model was trained on"
+    )
     parser.add_argument("--trainer-json", type=Path, help="trainer.json (default: MODEL/trainer.json)")
     parser.add_argument("--speed-utterances", type=int, default=30)
 
@@ -52,31 +53,50 @@ def _search_text(search: dict) -> str:
     text = f"modified beam search, beam {search['beam']}{lm}, token bonus {search['token_bonus']}"
     rescoring = search.get("rescoring")
     if rescoring:
-        text += (f"; finals rescored by a {rescoring['word_lm_order']}-gram word LM"
-                 f" ({rescoring['word_lm_words']} words) at weight {rescoring['weight']},"
-                 f" word bonus {rescoring['word_bonus']},"
-                 f" unknown-word penalty {rescoring['oov_penalty']}")
+        text += (
+            f"; finals rescored by a {rescoring['word_lm_order']}-gram word LM"
+            f" ({rescoring['word_lm_words']} words) at weight {rescoring['weight']},"
+            f" word bonus {rescoring['word_bonus']},"
+            f" unknown-word penalty {rescoring['oov_penalty']}"
+        )
         if rescoring.get("ctc_weight"):
             text += f", and by the CTC head at weight {rescoring['ctc_weight']}"
     return text
 
 
-def render_card(model, streaming: dict, offline: dict, speed: dict, data: dict, trainer: dict, command: str,
-                greedy: dict | None = None) -> str:
+def render_card(
+    model,
+    streaming: dict,
+    offline: dict,
+    speed: dict,
+    data: dict,
+    trainer: dict,
+    command: str,
+    greedy: dict | None = None,
+) -> str:
     c = model.config
     e = c.encoder
     default_search = _search_text(streaming["search"])
     lm = model.default_search.lm
-    lm_line = "" if lm is None or model.default_search.beam == 1 else (
-        f"- LM: `asr-train lm`, {lm.order}-gram over the tokenizer's pieces, interpolated Kneser-Ney, "
-        f"{lm.num_entries} n-grams, from {lm.info.get('sentences', '?')} sentences "
-        f"({lm.info.get('tokens', '?')} tokens) of the text mixture {lm.info.get('mixture') or lm.info.get('text')}.\n"
+    lm_line = (
+        ""
+        if lm is None or model.default_search.beam == 1
+        else (
+            f"- LM: `asr-train lm`, {lm.order}-gram over the tokenizer's pieces, interpolated Kneser-Ney, "
+            f"{lm.num_entries} n-grams, from {lm.info.get('sentences', '?')} sentences "
+            f"({lm.info.get('tokens', '?')} tokens) of the text mixture "
+            f"{lm.info.get('mixture') or lm.info.get('text')}.\n"
+        )
     )
-    greedy_rows = "" if greedy is None else (
-        f"| streaming, greedy search (no LM) | {greedy['wer']:.2%} | {greedy['cer']:.2%} |\n"
+    greedy_rows = (
+        ""
+        if greedy is None
+        else (f"| streaming, greedy search (no LM) | {greedy['wer']:.2%} | {greedy['cer']:.2%} |\n")
     )
-    greedy_speed = "" if greedy is None else (
-        f" Greedy search on the same path: real-time factor {greedy['speed']['real_time_factor']:.3f}."
+    greedy_speed = (
+        ""
+        if greedy is None
+        else (f" Greedy search on the same path: real-time factor {greedy['speed']['real_time_factor']:.3f}.")
     )
     return f"""# {c.name}: streaming Conformer-Transducer, English
 
@@ -95,35 +115,35 @@ conv kernel {e.conv_kernel} (causal), 4x conv subsampling (40 ms frames) |
 
 ## Results
 
-Held-out set: `{streaming['manifest']}` — {streaming['utterances']} everyday English sentences written
+Held-out set: `{streaming["manifest"]}` — {streaming["utterances"]} everyday English sentences written
 by hand (never in training text), spoken by espeak-ng voice/variant pairs never used in
 training, with noise, gain, silence and sample-rate variety.
 
 | mode | WER | CER |
 |---|---|---|
-| streaming (serving mask, {model.latency_ms} ms latency), default search | {streaming['wer']:.2%} | \
-{streaming['cer']:.2%} |
-| full context (offline), default search | {offline['wer']:.2%} | {offline['cer']:.2%} |
+| streaming (serving mask, {model.latency_ms} ms latency), default search | {streaming["wer"]:.2%} | \
+{streaming["cer"]:.2%} |
+| full context (offline), default search | {offline["wer"]:.2%} | {offline["cer"]:.2%} |
 {greedy_rows}
 Default search: {default_search}.
 
 Decoding speed, streaming path (fbank, windows, `model.step`, default search), one stream, one thread:
-real-time factor **{speed['real_time_factor']:.3f}** ({speed['audio_seconds']:.0f} s of audio in
-{speed['compute_seconds']:.1f} s) on {platform.machine()} with torch {torch.__version__}.{greedy_speed}
+real-time factor **{speed["real_time_factor"]:.3f}** ({speed["audio_seconds"]:.0f} s of audio in
+{speed["compute_seconds"]:.1f} s) on {platform.machine()} with torch {torch.__version__}.{greedy_speed}
 
 Reproduce: `{command}`
 
 ## Training
 
-- Data: `asr-train synth` (espeak-ng): {data['utterances']} utterances, {data['hours']} hours,
-  {data['voices']} voice/variant pairs, {data['words']} distinct words; text sources
-  {data['sources']}; stored sample rates {data['sample_rates']}.
+- Data: `asr-train synth` (espeak-ng): {data["utterances"]} utterances, {data["hours"]} hours,
+  {data["voices"]} voice/variant pairs, {data["words"]} distinct words; text sources
+  {data["sources"]}; stored sample rates {data["sample_rates"]}.
 {lm_line}- Recipe: `asr-train fit` (RNN-T loss plus an auxiliary CTC head, kept to rescore finals, AdamW,
   warm-up + inverse-sqrt learning rate, short-utterances-first curriculum, dynamic chunk
   training with the serving mask most of the time, SpecAugment when switched on), CPU; the exact
   stages are in `training/recipes/en-small.sh`.
-- Progress at this checkpoint: step {trainer.get('step', '?')}, {trainer.get('hours_seen', 0):.1f} hours
-  of audio seen, best streaming validation WER during training {trainer.get('best_wer', float('nan')):.2%}
+- Progress at this checkpoint: step {trainer.get("step", "?")}, {trainer.get("hours_seen", 0):.1f} hours
+  of audio seen, best streaming validation WER during training {trainer.get("best_wer", float("nan")):.2%}
   (generated training-style sentences spoken by held-out voices; greedy, on cached features).
 
 ## Limitations
@@ -157,6 +177,9 @@ def run(args: argparse.Namespace) -> int:
     command = "asr-train " + shlex.join(sys.argv[1:]) if sys.argv[0].endswith("asr-train") else "asr-train card …"
     card = render_card(model, streaming, offline, speed, data, trainer, command, greedy)
     (args.model / MODEL_CARD_FILE).write_text(card)
-    print(json.dumps({"streaming": streaming, "offline": offline, "speed": speed, "greedy_streaming": greedy,
-                      "data": data}))
+    print(
+        json.dumps(
+            {"streaming": streaming, "offline": offline, "speed": speed, "greedy_streaming": greedy, "data": data}
+        )
+    )
     return 0

@@ -16,8 +16,13 @@ from server.model.windowing import FeatureWindows
 from training.manifest import read_audio, read_manifest
 
 
-def stream_seconds(model: StreamingTransducer, samples: np.ndarray, streams: int = 1, piece: int = 1600,
-                   search: SearchConfig | None = None) -> float:
+def stream_seconds(
+    model: StreamingTransducer,
+    samples: np.ndarray,
+    streams: int = 1,
+    piece: int = 1600,
+    search: SearchConfig | None = None,
+) -> float:
     """Compute seconds to stream 16 kHz ``samples`` through ``streams`` identical streams in one batch.
 
     ``search`` defaults to the model's own (``default_search``).
@@ -34,7 +39,7 @@ def stream_seconds(model: StreamingTransducer, samples: np.ndarray, streams: int
         state = model.step(features, torch.full((streams,), real), state, search).state
 
     for start in range(0, len(samples), piece):
-        windows.push(fbank.accept(samples[start:start + piece]))
+        windows.push(fbank.accept(samples[start : start + piece]))
         while windows.ready():
             run(windows.pop_window(), model.feature_window)
     for window, real in windows.final_windows():
@@ -42,8 +47,13 @@ def stream_seconds(model: StreamingTransducer, samples: np.ndarray, streams: int
     return time.perf_counter() - started
 
 
-def real_time_factor(model: StreamingTransducer, manifest: Path, utterances: int = 50, streams: int = 1,
-                     search: SearchConfig | None = None) -> dict:
+def real_time_factor(
+    model: StreamingTransducer,
+    manifest: Path,
+    utterances: int = 50,
+    streams: int = 1,
+    search: SearchConfig | None = None,
+) -> dict:
     """Compute time over audio time for the first ``utterances`` of a manifest."""
     audio_seconds = compute_seconds = 0.0
     for utterance in read_manifest(manifest)[:utterances]:

@@ -459,8 +459,10 @@ def synthesize(
             with multiprocessing.get_context("spawn").Pool(jobs) as pool:
                 skipped = _write_rows(pool.imap(_render_task, tasks, chunksize=4), sink, bar)
     if skipped > max(1, num_utterances // 100):
-        raise RuntimeError(f"espeak-ng failed on {skipped} of {num_utterances} utterances (see the warnings); "
-                           f"partial manifest left at {partial}")
+        raise RuntimeError(
+            f"espeak-ng failed on {skipped} of {num_utterances} utterances (see the warnings); "
+            f"partial manifest left at {partial}"
+        )
     partial.replace(manifest)
     return manifest
 

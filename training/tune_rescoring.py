@@ -35,13 +35,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
     parser.add_argument("--manifest", type=Path, required=True, help="validation manifest (not the held-out set)")
     parser.add_argument("--word-lm", type=Path, help=f"default: MODEL/{WORD_LM_FILE}")
-    parser.add_argument("--beam", type=int, help="beam size of the K-best lists (default: the model's); with "
-                        "--set-default it is written too, so the weights stay with the beam they were tuned at")
+    parser.add_argument(
+        "--beam",
+        type=int,
+        help="beam size of the K-best lists (default: the model's); with "
+        "--set-default it is written too, so the weights stay with the beam they were tuned at",
+    )
     parser.add_argument("--weights", type=float, nargs="+", default=[0.2, 0.3, 0.5, 0.7, 1.0])
     parser.add_argument("--word-bonuses", type=float, nargs="+", default=[0.0, 0.5, 1.0, 2.0])
     parser.add_argument("--oov-penalties", type=float, nargs="+", default=[0.0, 2.0, 4.0, 6.0, 8.0])
-    parser.add_argument("--ctc-weights", type=float, nargs="+",
-                        help="CTC head weights (default: 0, 0.1, 0.2, 0.3, 0.5 with a CTC head, else 0)")
+    parser.add_argument(
+        "--ctc-weights",
+        type=float,
+        nargs="+",
+        help="CTC head weights (default: 0, 0.1, 0.2, 0.3, 0.5 with a CTC head, else 0)",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--set-default", action="store_true", help="write the best point into MODEL/config.json")
 
@@ -72,8 +80,15 @@ def kbest_lists(model: StreamingTransducer, manifest: Path, search: SearchConfig
             ctc_scores, started = None, time.perf_counter()
             if result.ctc_log_probs is not None:
                 ctc_scores = ctc_sequence_log_probs(result.ctc_log_probs, token_lists, model.tokenizer.blank_id)
-            lists.append(KBestList(normalize_text(reference), [model.tokenizer.decode(t) for t in token_lists],
-                                   result.update.scores, ctc_scores, time.perf_counter() - started))
+            lists.append(
+                KBestList(
+                    normalize_text(reference),
+                    [model.tokenizer.decode(t) for t in token_lists],
+                    result.update.scores,
+                    ctc_scores,
+                    time.perf_counter() - started,
+                )
+            )
     return lists
 
 
@@ -92,11 +107,16 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"{args.model} has no CTC head: --ctc-weights must be 0")
     references = [kbest.reference for kbest in lists]
     baseline = _wer(references, [kbest.texts[best_index(kbest.scores)] for kbest in lists])
-    oracle = _wer(references, [
-        min((t for t, s in zip(kbest.texts, kbest.scores, strict=True) if s > -math.inf),
-            key=lambda t, reference=kbest.reference: jiwer.wer(reference, normalize_text(t) or "<empty>"))
-        for kbest in lists
-    ])
+    oracle = _wer(
+        references,
+        [
+            min(
+                (t for t, s in zip(kbest.texts, kbest.scores, strict=True) if s > -math.inf),
+                key=lambda t, reference=kbest.reference: jiwer.wer(reference, normalize_text(t) or "<empty>"),
+            )
+            for kbest in lists
+        ],
+    )
     # What the word LM says of each hypothesis does not depend on the weights: compute it once
     # (and time it: this is what rescoring adds to every final result in the server).
     if lists:
@@ -108,22 +128,48 @@ def run(args: argparse.Namespace) -> int:
     grid = itertools.product(args.weights, args.word_bonuses, args.oov_penalties, ctc_weights)
     for weight, bonus, penalty, ctc_weight in grid:
         rescorer = Rescorer(word_lm, weight, bonus, penalty, ctc_weight)
-        chosen = [kbest.texts[rescorer.best(kbest.scores, sentences, kbest.ctc_scores)]
-                  for kbest, sentences in zip(lists, sentence_scores, strict=True)]
-        results.append({"weight": weight, "word_bonus": bonus, "oov_penalty": penalty, "ctc_weight": ctc_weight,
-                        "wer": round(_wer(references, chosen), 4)})
+        chosen = [
+            kbest.texts[rescorer.best(kbest.scores, sentences, kbest.ctc_scores)]
+            for kbest, sentences in zip(lists, sentence_scores, strict=True)
+        ]
+        results.append(
+            {
+                "weight": weight,
+                "word_bonus": bonus,
+                "oov_penalty": penalty,
+                "ctc_weight": ctc_weight,
+                "wer": round(_wer(references, chosen), 4),
+            }
+        )
         print(json.dumps(results[-1]))
     best = min(results, key=lambda r: r["wer"])
     if args.set_default:
         word_lm_path = args.word_lm or args.model / WORD_LM_FILE
         if word_lm_path.parent.resolve() != args.model.resolve():
             raise SystemExit(f"--set-default needs the word LM inside the model directory, not {word_lm_path}")
-        set_default_rescoring(args.model, word_lm_path.name, best["weight"], best["word_bonus"], best["oov_penalty"],
-                              beam=args.beam, ctc_weight=best["ctc_weight"])
+        set_default_rescoring(
+            args.model,
+            word_lm_path.name,
+            best["weight"],
+            best["word_bonus"],
+            best["oov_penalty"],
+            beam=args.beam,
+            ctc_weight=best["ctc_weight"],
+        )
     without_ctc = min((r for r in results if r["ctc_weight"] == 0.0), key=lambda r: r["wer"], default=None)
-    print(json.dumps({"best": best, "best_without_ctc": without_ctc, "without_rescoring": round(baseline, 4),
-                      "oracle": round(oracle, 4), "utterances": len(lists), "beam": search.beam,
-                      "word_lm_ms_per_final": round(query_ms, 2),
-                      "ctc_ms_per_final": round(1000 * sum(k.ctc_seconds for k in lists) / max(len(lists), 1), 2),
-                      "set_default": args.set_default}))
+    print(
+        json.dumps(
+            {
+                "best": best,
+                "best_without_ctc": without_ctc,
+                "without_rescoring": round(baseline, 4),
+                "oracle": round(oracle, 4),
+                "utterances": len(lists),
+                "beam": search.beam,
+                "word_lm_ms_per_final": round(query_ms, 2),
+                "ctc_ms_per_final": round(1000 * sum(k.ctc_seconds for k in lists) / max(len(lists), 1), 2),
+                "set_default": args.set_default,
+            }
+        )
+    )
     return 0

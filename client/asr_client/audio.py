@@ -84,9 +84,7 @@ def paced(chunks: Iterable[bytes], bytes_per_second: float, speed: float | None)
         yield chunk
 
 
-async def apaced(
-    chunks: Iterable[bytes], bytes_per_second: float, speed: float | None
-) -> AsyncIterator[bytes]:
+async def apaced(chunks: Iterable[bytes], bytes_per_second: float, speed: float | None) -> AsyncIterator[bytes]:
     """Async ``paced``: sleeps with ``asyncio.sleep``, so other tasks keep running."""
     start = time.monotonic()
     sent = 0

@@ -51,18 +51,14 @@ def _parser() -> argparse.ArgumentParser:
         "one JSON object per server response, then per file a line whose 'text' holds the whole "
         "final transcript.",
     )
-    transcribe.add_argument(
-        "files", nargs="+", metavar="FILE", help="audio file, or - for raw LINEAR16 on stdin"
-    )
+    transcribe.add_argument("files", nargs="+", metavar="FILE", help="audio file, or - for raw LINEAR16 on stdin")
     pace = transcribe.add_mutually_exclusive_group()
     pace.add_argument("--realtime", action="store_true", help="send audio at real-time speed")
     pace.add_argument("--speed", type=float, metavar="X", help="send audio at X times real time")
     transcribe.add_argument(
         "--chunk-ms", type=float, default=100.0, metavar="N", help="audio per request (default: %(default)g)"
     )
-    transcribe.add_argument(
-        "--languages", metavar="en,de", help="comma-separated languages the speech may be in"
-    )
+    transcribe.add_argument("--languages", metavar="en,de", help="comma-separated languages the speech may be in")
     transcribe.add_argument(
         "--multi-talker", action="store_true", help="separate overlapping speakers into virtual channels"
     )

@@ -203,9 +203,7 @@ class AsyncAsrClient:
         timeout: float | None = None,
     ) -> AsyncIterator[asr_pb2.StreamingRecognizeResponse]:
         """Stream audio chunks from an async (or plain) iterable; yield the responses."""
-        call = self.stub.StreamingRecognize(
-            _arequests(_as_streaming(config, interim_results), audio), timeout=timeout
-        )
+        call = self.stub.StreamingRecognize(_arequests(_as_streaming(config, interim_results), audio), timeout=timeout)
         try:
             async for response in call:
                 yield response

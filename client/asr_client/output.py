@@ -50,9 +50,7 @@ def print_json_stream(
     transcript = FileTranscript()
     for response in responses:
         transcript.add(response)
-        fields = MessageToDict(
-            response, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
-        )
+        fields = MessageToDict(response, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
         record = {"file": name, **fields}
         out.write(json.dumps(record, ensure_ascii=False) + "\n")
         out.flush()
@@ -111,9 +109,7 @@ def print_text_stream(
 def print_models(models: list[asr_pb2.ModelInfo], as_json: bool, console: Console) -> None:
     if as_json:
         for model in models:
-            record = MessageToDict(
-                model, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
-            )
+            record = MessageToDict(model, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
             console.file.write(json.dumps(record) + "\n")
         return
     table = Table("model", "languages", "rate", "multi-talker", "chunk", "latency", "parameters")

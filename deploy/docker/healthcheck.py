@@ -59,9 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:  # a probe must answer with an exit status, never a traceback
         healthy, message = False, f"{address}: {type(err).__name__}: {err}"
     if not args.quiet:
-        print(
-            ("healthy: " if healthy else "unhealthy: ") + message, file=sys.stdout if healthy else sys.stderr
-        )
+        print(("healthy: " if healthy else "unhealthy: ") + message, file=sys.stdout if healthy else sys.stderr)
     return 0 if healthy else 1
 
 

@@ -22,9 +22,7 @@ class Admission:
     def enter(self) -> None:
         """Admit one call or raise UNAVAILABLE (draining) / RESOURCE_EXHAUSTED (full)."""
         if self.draining:
-            raise RequestError(
-                grpc.StatusCode.UNAVAILABLE, "server is shutting down; retry on another instance"
-            )
+            raise RequestError(grpc.StatusCode.UNAVAILABLE, "server is shutting down; retry on another instance")
         if self.active >= self.max_streams:
             raise RequestError(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,

@@ -27,9 +27,7 @@ def _alaw_table() -> np.ndarray:
     a = np.arange(256, dtype=np.int32) ^ 0x55
     exponent = (a >> 4) & 0x07
     mantissa = a & 0x0F
-    magnitude = np.where(
-        exponent == 0, (mantissa << 4) + 8, ((mantissa << 4) + 0x108) << np.maximum(exponent - 1, 0)
-    )
+    magnitude = np.where(exponent == 0, (mantissa << 4) + 8, ((mantissa << 4) + 0x108) << np.maximum(exponent - 1, 0))
     # In A-law a set sign bit means a positive sample.
     return np.where(a & 0x80, magnitude, -magnitude).astype(np.int16)
 
@@ -100,8 +98,7 @@ class AudioDecoder:
         """Decode one chunk; returns the float32 mono samples it completes at the target rate."""
         if len(data) % self.bytes_per_sample:
             raise AudioFormatError(
-                f"LINEAR16 audio_content must hold whole 16-bit samples; got an odd-length chunk of "
-                f"{len(data)} bytes"
+                f"LINEAR16 audio_content must hold whole 16-bit samples; got an odd-length chunk of {len(data)} bytes"
             )
         data = self._pending + data
         frame_bytes = self.bytes_per_sample * self.channels

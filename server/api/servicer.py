@@ -68,9 +68,7 @@ class RecognizerServicer(asr_pb2_grpc.RecognizerServicer):
                     f"(got {'no request' if first is None else 'audio_content'})"
                 )
             streaming_config = first.streaming_config
-            validated = validate_config(
-                streaming_config.config, self.registry, streaming_config.interim_results
-            )
+            validated = validate_config(streaming_config.config, self.registry, streaming_config.interim_results)
             session = resources.session = self._open_session(validated)
             decoder = resources.decoder = _decoder(validated)
             resources.reader = asyncio.create_task(_pump_audio(request_iterator, decoder, session))

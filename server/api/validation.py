@@ -77,14 +77,10 @@ def validate_config(
 
 def _audio_format(config: asr_pb2.RecognitionConfig) -> AudioFormat:
     if config.encoding not in (asr_pb2.ENCODING_UNSPECIFIED, asr_pb2.LINEAR16, asr_pb2.MULAW, asr_pb2.ALAW):
-        raise invalid_argument(
-            f"unsupported encoding {config.encoding}; supported: {', '.join(ENCODING_NAMES)}"
-        )
+        raise invalid_argument(f"unsupported encoding {config.encoding}; supported: {', '.join(ENCODING_NAMES)}")
     rate = config.sample_rate_hertz
     if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
-        raise invalid_argument(
-            f"sample_rate_hertz must be between {MIN_SAMPLE_RATE} and {MAX_SAMPLE_RATE}; got {rate}"
-        )
+        raise invalid_argument(f"sample_rate_hertz must be between {MIN_SAMPLE_RATE} and {MAX_SAMPLE_RATE}; got {rate}")
     channels = config.audio_channel_count or 1
     if not 1 <= channels <= MAX_CHANNELS:
         raise invalid_argument(f"audio_channel_count must be between 1 and {MAX_CHANNELS}; got {channels}")

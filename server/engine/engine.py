@@ -60,7 +60,11 @@ class Engine:
         """A new stream; raises ``SlotExhaustedError`` when every slot is taken."""
         slot = self._slots.allocate()
         session = StreamSession(
-            self.model, slot, options, submit=self.scheduler.submit, release=self._release,
+            self.model,
+            slot,
+            options,
+            submit=self.scheduler.submit,
+            release=self._release,
             rescorer=self.worker.search.rescorer,
         )
         self.num_active += 1

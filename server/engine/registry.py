@@ -43,9 +43,7 @@ class ModelRegistry:
         if default is None:
             default = next(iter(self.engines))
         if default not in self.engines:
-            raise ValueError(
-                f"default model {default!r} is not among the loaded models {sorted(self.engines)}"
-            )
+            raise ValueError(f"default model {default!r} is not among the loaded models {sorted(self.engines)}")
         self.default = default
 
     def get(self, name: str) -> Engine | None:
@@ -82,8 +80,12 @@ class ModelRegistry:
             search = model.default_search
             if beam_size is not None:
                 search = dataclasses.replace(search, beam=beam_size)
-            log.info("model %s decodes with beam %d, LM weight %.2f", model.config.name, search.beam,
-                     search.lm_weight if search.beam > 1 else 0.0)
+            log.info(
+                "model %s decodes with beam %d, LM weight %.2f",
+                model.config.name,
+                search.beam,
+                search.lm_weight if search.beam > 1 else 0.0,
+            )
             engines.append(Engine(model, device, capacity, max_batch_size, max_wait_s, search))
         if default is None and engines:
             default = engines[0].name

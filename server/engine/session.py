@@ -86,9 +86,7 @@ class StreamSession:
         self._submit = submit
         self._release = release
         self._fbank = FbankStream(model.config.features)
-        self._windows = FeatureWindows(
-            model.feature_window, model.feature_shift, model.config.features.num_mel_bins
-        )
+        self._windows = FeatureWindows(model.feature_window, model.feature_shift, model.config.features.num_mel_bins)
         self._final_windows: list[tuple[np.ndarray, int]] | None = None  # set at end of input
         self._frame_shift_ms = model.frame_shift_ms
         self._cc_id = model.tokenizer.cc_id
@@ -225,8 +223,14 @@ class StreamSession:
         del self._arrivals[:index]
         return ready
 
-    def on_step(self, window: Window, tokens: list[tuple[int, int]] | None, num_frames: int,
-                beams: BeamUpdate | None = None, ctc_log_probs: torch.Tensor | None = None) -> Update | None:
+    def on_step(
+        self,
+        window: Window,
+        tokens: list[tuple[int, int]] | None,
+        num_frames: int,
+        beams: BeamUpdate | None = None,
+        ctc_log_probs: torch.Tensor | None = None,
+    ) -> Update | None:
         """Take one model step's output; returns the update sent (if any) and resubmits.
 
         Greedy search gives the step's new ``tokens``; beam search gives ``beams``, which
@@ -308,8 +312,16 @@ class StreamSession:
         if self._hypotheses is not None and self._rescorer is not None:
             # Without a rescorer the current utterance already is the best search score's.
             ctc = torch.cat(self._ctc_chunks) if self._ctc_chunks else None
-            self._show_hypothesis(final_hypothesis(self._hypotheses, self._hypothesis_scores, self._rescorer,
-                                                   self.model.tokenizer.decode, ctc, self.model.tokenizer.blank_id))
+            self._show_hypothesis(
+                final_hypothesis(
+                    self._hypotheses,
+                    self._hypothesis_scores,
+                    self._rescorer,
+                    self.model.tokenizer.decode,
+                    ctc,
+                    self.model.tokenizer.blank_id,
+                )
+            )
         self._ctc_chunks, self._ctc_frames = [], 0
         results = self._results(is_final=True)
         if results:

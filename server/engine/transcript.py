@@ -79,9 +79,7 @@ class Utterance:
         return self.last_token_frame is None
 
 
-def words_of(
-    tokens: list[tuple[int, int]], tokenizer: TokenizerLike, frame_shift_ms: int
-) -> tuple[Word, ...]:
+def words_of(tokens: list[tuple[int, int]], tokenizer: TokenizerLike, frame_shift_ms: int) -> tuple[Word, ...]:
     """Group (token, frame) pairs into words: a piece starting with "▁" opens a new word.
 
     A word spans from its first token's frame to the end of its last token's frame.

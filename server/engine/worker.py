@@ -50,15 +50,14 @@ class StepResult:
 class ModelWorker:
     """Runs ``StreamingTransducer.step`` on a slot pool of ``capacity`` streams."""
 
-    def __init__(self, model: StreamingTransducer, capacity: int, device: str,
-                 search: SearchConfig | None = None) -> None:
+    def __init__(
+        self, model: StreamingTransducer, capacity: int, device: str, search: SearchConfig | None = None
+    ) -> None:
         self.model = model
         self.search = search or model.default_search
         self.capacity = capacity
         self.device = device
-        self._executor = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix=f"asr-worker-{model.config.name}"
-        )
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"asr-worker-{model.config.name}")
         self._pool = None  # StreamState of ``capacity`` rows, created on the worker thread
 
     async def run(self, request: StepRequest) -> StepResult:

@@ -121,8 +121,9 @@ class SearchConfig:
         return self.lm.context_size if self.lm is not None and self.lm_weight != 0.0 else 0
 
 
-def init_beam_state(batch: int, search: SearchConfig, context_size: int, blank_id: int,
-                    device: torch.device | str = "cpu") -> BeamState:
+def init_beam_state(
+    batch: int, search: SearchConfig, context_size: int, blank_id: int, device: torch.device | str = "cpu"
+) -> BeamState:
     """Fresh beams for ``batch`` streams: one live empty hypothesis, K - 1 unused slots."""
     beam, lm_context_size = search.beam, search.lm_context_size
     scores = torch.full((batch, beam), float("-inf"), device=device)
@@ -186,8 +187,10 @@ def beam_search_frames(
     lm, lm_weight, token_bonus = search.lm, search.lm_weight, search.token_bonus
     use_lm = search.lm_context_size > 0
     if state.lm_context.shape[2] != search.lm_context_size:
-        raise ValueError(f"beam state has LM context {state.lm_context.shape[2]}, the search needs "
-                         f"{search.lm_context_size}: make the state with the same SearchConfig")
+        raise ValueError(
+            f"beam state has LM context {state.lm_context.shape[2]}, the search needs "
+            f"{search.lm_context_size}: make the state with the same SearchConfig"
+        )
     trace = BeamTrace(
         origin=torch.arange(beam, device=device).expand(batch, beam).clone(),
         tokens=torch.zeros(batch, beam, 0, dtype=torch.int64, device=device),
@@ -246,8 +249,9 @@ def _extend_trace(trace: BeamTrace, parent: Tensor, token: Tensor, emit: Tensor,
         absolute = frame.view(-1, 1).expand_as(token)
         tokens = tokens.scatter(2, position, torch.where(emit, token, tokens.gather(2, position)[..., 0])[..., None])
         frames = frames.scatter(2, position, torch.where(emit, absolute, frames.gather(2, position)[..., 0])[..., None])
-    return BeamTrace(origin=_gather_beams(trace.origin, parent), tokens=tokens, frames=frames,
-                     lengths=lengths + emit.long())
+    return BeamTrace(
+        origin=_gather_beams(trace.origin, parent), tokens=tokens, frames=frames, lengths=lengths + emit.long()
+    )
 
 
 def _pad_history_tensor(x: Tensor, length: int) -> Tensor:
@@ -257,8 +261,12 @@ def _pad_history_tensor(x: Tensor, length: int) -> Tensor:
 
 
 def _pad_history(trace: BeamTrace, length: int) -> BeamTrace:
-    return BeamTrace(origin=trace.origin, tokens=_pad_history_tensor(trace.tokens, length),
-                     frames=_pad_history_tensor(trace.frames, length), lengths=trace.lengths)
+    return BeamTrace(
+        origin=trace.origin,
+        tokens=_pad_history_tensor(trace.tokens, length),
+        frames=_pad_history_tensor(trace.frames, length),
+        lengths=trace.lengths,
+    )
 
 
 def _where_active(active: Tensor, new, old):

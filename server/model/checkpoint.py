@@ -94,8 +94,13 @@ def _load_default_search(model_dir: Path, config: ModelConfig, device: str) -> S
             raise CheckpointError(
                 f"{lm_path}: LM vocabulary {lm.vocab_size} does not match the tokenizer's {config.tokenizer.vocab_size}"
             )
-    return SearchConfig(beam=decoding.beam, lm=lm, lm_weight=decoding.lm_weight if lm is not None else 0.0,
-                        token_bonus=decoding.token_bonus, rescorer=_load_rescorer(model_dir, decoding.rescoring))
+    return SearchConfig(
+        beam=decoding.beam,
+        lm=lm,
+        lm_weight=decoding.lm_weight if lm is not None else 0.0,
+        token_bonus=decoding.token_bonus,
+        rescorer=_load_rescorer(model_dir, decoding.rescoring),
+    )
 
 
 def _load_rescorer(model_dir: Path, rescoring: RescoringConfig | None) -> Rescorer | None:
@@ -163,8 +168,13 @@ _RANDOM_MODEL_TEXT = [
 ]
 
 
-def save_random_model(model_dir: Path, multi_talker: bool = False, languages: list[str] | None = None,
-                      seed: int = 0, ctc_head: bool = False) -> Path:
+def save_random_model(
+    model_dir: Path,
+    multi_talker: bool = False,
+    languages: list[str] | None = None,
+    seed: int = 0,
+    ctc_head: bool = False,
+) -> Path:
     """Write a tiny random-init checkpoint (for unit tests of shapes, plumbing and errors only)."""
     from server.model.config import DecoderConfig, EncoderConfig, TokenizerConfig
     from server.model.tokenizer import CHANNEL_CHANGE_PIECE, train_tokenizer
@@ -177,13 +187,25 @@ def save_random_model(model_dir: Path, multi_talker: bool = False, languages: li
         name=model_dir.name,
         languages=languages or ["en"],
         multi_talker=multi_talker,
-        encoder=EncoderConfig(d_model=32, num_layers=2, num_heads=2, ffn_dim=64, conv_kernel=5,
-                              subsampling_channels=8, chunk_size=4, left_chunks=2, right_context=1),
+        encoder=EncoderConfig(
+            d_model=32,
+            num_layers=2,
+            num_heads=2,
+            ffn_dim=64,
+            conv_kernel=5,
+            subsampling_channels=8,
+            chunk_size=4,
+            left_chunks=2,
+            right_context=1,
+        ),
         decoder=DecoderConfig(embed_dim=16, context_size=2),
         joiner_dim=32,
         ctc_head=ctc_head,
-        tokenizer=TokenizerConfig(file=tokenizer_file.name, vocab_size=tokenizer.vocab_size,
-                                  channel_change_token=CHANNEL_CHANGE_PIECE if multi_talker else None),
+        tokenizer=TokenizerConfig(
+            file=tokenizer_file.name,
+            vocab_size=tokenizer.vocab_size,
+            channel_change_token=CHANNEL_CHANGE_PIECE if multi_talker else None,
+        ),
     )
     torch.manual_seed(seed)
     model = StreamingTransducer(config, tokenizer)

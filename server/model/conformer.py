@@ -92,7 +92,7 @@ class RelativePositionAttention(nn.Module):
         b, h, tq, dk = q.shape
         content = torch.matmul(q, k.transpose(-1, -2))  # (B, H, Tq, K)
         position_all = torch.einsum("bhqd,hpd->bhqp", q, self.relative_keys)  # (B, H, Tq, 2P+1)
-        index = (distance.clamp(-self.max_distance, self.max_distance) + self.max_distance)
+        index = distance.clamp(-self.max_distance, self.max_distance) + self.max_distance
         position = torch.gather(position_all, 3, index.expand(b, h, tq, index.shape[-1]))
         logits = (content + position) / math.sqrt(dk)
         # A large finite negative (not -inf) keeps fully masked rows (padding) free of NaN.
@@ -132,7 +132,7 @@ class ConvolutionModule(nn.Module):
         padded = torch.cat([cache, glu], dim=2)
         y = self.depthwise(padded).transpose(1, 2)  # (B, T, D)
         y = self.pointwise_out(F.silu(self.depthwise_norm(y)))
-        return self.dropout(y), padded[:, :, -(self.kernel - 1):]
+        return self.dropout(y), padded[:, :, -(self.kernel - 1) :]
 
 
 class ConformerBlock(nn.Module):
@@ -143,8 +143,9 @@ class ConformerBlock(nn.Module):
     did not learn at all here (docs/decisions/0008-pre-ln-blocks.md).
     """
 
-    def __init__(self, d_model: int, num_heads: int, ffn_dim: int, kernel: int, max_distance: int,
-                 dropout: float) -> None:
+    def __init__(
+        self, d_model: int, num_heads: int, ffn_dim: int, kernel: int, max_distance: int, dropout: float
+    ) -> None:
         super().__init__()
         self.ffn1 = FeedForward(d_model, ffn_dim, dropout)
         self.attention = RelativePositionAttention(d_model, num_heads, max_distance, dropout)

@@ -52,8 +52,14 @@ class ConformerEncoder(nn.Module):
         self.subsampling = Subsampling(features.num_mel_bins, config.subsampling_channels, config.d_model)
         self.dropout = nn.Dropout(config.dropout)
         self.layers = nn.ModuleList(
-            ConformerBlock(config.d_model, config.num_heads, config.ffn_dim, config.conv_kernel,
-                           config.max_relative_distance, config.dropout)
+            ConformerBlock(
+                config.d_model,
+                config.num_heads,
+                config.ffn_dim,
+                config.conv_kernel,
+                config.max_relative_distance,
+                config.dropout,
+            )
             for _ in range(config.num_layers)
         )
         self.output_norm = nn.LayerNorm(config.d_model)

@@ -64,4 +64,3 @@ def compute_fbank(samples: np.ndarray, sample_rate: int, config: FeatureConfig |
     if sample_rate != config.sample_rate:
         samples = soxr.resample(samples, sample_rate, config.sample_rate).astype(np.float32, copy=False)
     return FbankStream(config).accept(samples)
-

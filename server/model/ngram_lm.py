@@ -43,9 +43,18 @@ class TokenNgramLM:
     unigram: (V,) float32 probabilities of the empty context.
     """
 
-    def __init__(self, order: int, vocab_size: int, unigram: Tensor, context_keys: list[Tensor],
-                 lower_weights: list[Tensor], offsets: list[Tensor], tokens: list[Tensor], probs: list[Tensor],
-                 info: dict | None = None) -> None:
+    def __init__(
+        self,
+        order: int,
+        vocab_size: int,
+        unigram: Tensor,
+        context_keys: list[Tensor],
+        lower_weights: list[Tensor],
+        offsets: list[Tensor],
+        tokens: list[Tensor],
+        probs: list[Tensor],
+        info: dict | None = None,
+    ) -> None:
         tables = (context_keys, lower_weights, offsets, tokens, probs)
         if order < 1 or any(len(t) != order - 1 for t in tables):
             raise ValueError(f"an order-{order} LM needs {order - 1} tables of each kind")
@@ -75,9 +84,17 @@ class TokenNgramLM:
 
     def to(self, device: str | torch.device) -> TokenNgramLM:
         move = lambda ts: [t.to(device) for t in ts]  # noqa: E731
-        return TokenNgramLM(self.order, self.vocab_size, self.unigram.to(device), move(self.context_keys),
-                            move(self.lower_weights), move(self.offsets), move(self.tokens), move(self.probs),
-                            self.info)
+        return TokenNgramLM(
+            self.order,
+            self.vocab_size,
+            self.unigram.to(device),
+            move(self.context_keys),
+            move(self.lower_weights),
+            move(self.offsets),
+            move(self.tokens),
+            move(self.probs),
+            self.info,
+        )
 
     def log_probs(self, contexts: Tensor) -> Tensor:
         """contexts (N, order - 1) int64, oldest token first, blank-padded -> (N, V) log-probs."""
@@ -139,7 +156,7 @@ class TokenNgramLM:
         table = self.context_keys[k - 1]
         if table.numel() == 0:
             return None
-        keys = _context_keys(contexts[:, self.context_size - k:], self.vocab_size)
+        keys = _context_keys(contexts[:, self.context_size - k :], self.vocab_size)
         position = torch.searchsorted(table, keys).clamp(max=table.numel() - 1)
         return position, table[position] == keys
 
@@ -161,8 +178,12 @@ class TokenNgramLM:
             tensors[f"offsets_{k + 1}"] = self.offsets[k].to(torch.int32).contiguous()
             tensors[f"tokens_{k + 1}"] = self.tokens[k].to(torch.int16).contiguous()
             tensors[f"probs_{k + 1}"] = self.probs[k].to(torch.float16).contiguous()
-        header = {"format_version": str(LM_FORMAT_VERSION), "order": str(self.order),
-                  "vocab_size": str(self.vocab_size), "info": json.dumps(metadata or self.info)}
+        header = {
+            "format_version": str(LM_FORMAT_VERSION),
+            "order": str(self.order),
+            "vocab_size": str(self.vocab_size),
+            "info": json.dumps(metadata or self.info),
+        }
         save_file(tensors, str(path), metadata=header)
 
     @classmethod
@@ -196,8 +217,11 @@ def _ngrams(sequences: list[np.ndarray], n: int, pad: int) -> np.ndarray:
 
     Only n-grams that end in a real token: the pad is context, never a prediction.
     """
-    grams = [np.lib.stride_tricks.sliding_window_view(np.concatenate([np.full(n - 1, pad, np.int64), s]), n)
-             for s in sequences if len(s)]
+    grams = [
+        np.lib.stride_tricks.sliding_window_view(np.concatenate([np.full(n - 1, pad, np.int64), s]), n)
+        for s in sequences
+        if len(s)
+    ]
     if not grams:
         return np.zeros((0, n), np.int64)
     grams = np.concatenate(grams)
@@ -236,8 +260,9 @@ def build_ngram_lm(
         if n == order:
             grams, counts = np.unique(_ngrams(arrays, n, pad_id), axis=0, return_counts=True)
         else:  # continuation counts: distinct left neighbours among the (n+1)-grams
-            grams, counts = np.unique(np.unique(_ngrams(arrays, n + 1, pad_id), axis=0)[:, 1:], axis=0,
-                                      return_counts=True)
+            grams, counts = np.unique(
+                np.unique(_ngrams(arrays, n + 1, pad_id), axis=0)[:, 1:], axis=0, return_counts=True
+            )
         counts = counts.astype(np.float64)
         keys = _encode(grams[:, :-1], vocab_size)
         context_keys, inverse = np.unique(keys, return_inverse=True)

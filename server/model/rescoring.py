@@ -71,14 +71,17 @@ class WordLM:
             unknown_counts.append(ids.count(UNKNOWN_WORD))
             sequence = [SENTENCE_START] * history + ids + [SENTENCE_END]
             for position in range(history, len(sequence)):
-                contexts.append(sequence[position - history: position])
+                contexts.append(sequence[position - history : position])
                 targets.append(sequence[position])
                 owners.append(index)
-        picked = self.ngram.log_prob_of(torch.tensor(contexts, dtype=torch.int64).reshape(len(contexts), history),
-                                        torch.tensor(targets, dtype=torch.int64))
+        picked = self.ngram.log_prob_of(
+            torch.tensor(contexts, dtype=torch.int64).reshape(len(contexts), history),
+            torch.tensor(targets, dtype=torch.int64),
+        )
         log_probs = torch.zeros(len(texts)).index_add_(0, torch.tensor(owners, dtype=torch.int64), picked)
-        return SentenceScores(log_probs, torch.tensor(word_counts, dtype=torch.float32),
-                              torch.tensor(unknown_counts, dtype=torch.float32))
+        return SentenceScores(
+            log_probs, torch.tensor(word_counts, dtype=torch.float32), torch.tensor(unknown_counts, dtype=torch.float32)
+        )
 
     def save(self, path: Path | str, info: dict | None = None) -> None:
         vocabulary = sorted(self.words, key=self.words.__getitem__)
@@ -95,8 +98,7 @@ class WordLM:
         return cls(ngram, {word: index for index, word in enumerate(vocabulary, _FIRST_WORD_ID)})
 
 
-def build_word_lm(sentences: Sequence[str], order: int = 3, max_words: int = MAX_WORDS,
-                  min_count: int = 2) -> WordLM:
+def build_word_lm(sentences: Sequence[str], order: int = 3, max_words: int = MAX_WORDS, min_count: int = 2) -> WordLM:
     """Kneser-Ney word LM of normalized sentences; words seen fewer than ``min_count`` times,
     or beyond the ``max_words`` most frequent, are the unknown word (so it has a probability)."""
     if not 1 <= max_words <= MAX_WORDS:
@@ -124,27 +126,37 @@ class Rescorer:
     def uses_ctc(self) -> bool:
         return self.ctc_weight > 0.0
 
-    def scores(self, search_scores: Sequence[float], sentences: SentenceScores,
-               ctc_scores: Tensor | None = None) -> Tensor:
+    def scores(
+        self, search_scores: Sequence[float], sentences: SentenceScores, ctc_scores: Tensor | None = None
+    ) -> Tensor:
         """(K,) final scores of K hypotheses; -inf stays -inf (an unused beam slot).
 
         ``ctc_scores`` (K,) from ``ctc_sequence_log_probs``; the CTC term is left out when
         they are missing or none is finite (no acoustic frames to judge by).
         """
-        total = (torch.tensor(search_scores, dtype=torch.float32) + self.weight * sentences.log_probs
-                 + self.word_bonus * sentences.word_counts - self.oov_penalty * sentences.unknown_counts)
+        total = (
+            torch.tensor(search_scores, dtype=torch.float32)
+            + self.weight * sentences.log_probs
+            + self.word_bonus * sentences.word_counts
+            - self.oov_penalty * sentences.unknown_counts
+        )
         if self.uses_ctc and ctc_scores is not None and bool(torch.isfinite(ctc_scores).any()):
             total = total + self.ctc_weight * ctc_scores
         return total
 
-    def best(self, search_scores: Sequence[float], sentences: SentenceScores,
-             ctc_scores: Tensor | None = None) -> int:
+    def best(self, search_scores: Sequence[float], sentences: SentenceScores, ctc_scores: Tensor | None = None) -> int:
         """Index of the hypothesis to finalise."""
         return int(self.scores(search_scores, sentences, ctc_scores).argmax())
 
     def describe(self) -> dict:
-        return {"word_lm_order": self.lm.ngram.order, "word_lm_words": len(self.lm.words), "weight": self.weight,
-                "word_bonus": self.word_bonus, "oov_penalty": self.oov_penalty, "ctc_weight": self.ctc_weight}
+        return {
+            "word_lm_order": self.lm.ngram.order,
+            "word_lm_words": len(self.lm.words),
+            "weight": self.weight,
+            "word_bonus": self.word_bonus,
+            "oov_penalty": self.oov_penalty,
+            "ctc_weight": self.ctc_weight,
+        }
 
 
 @torch.no_grad()
@@ -159,10 +171,15 @@ def ctc_sequence_log_probs(log_probs: Tensor, hypotheses: Sequence[Sequence[int]
     targets = [token for hypothesis in hypotheses for token in hypothesis]
     # ctc_loss wants a non-empty target tensor even when every sequence is empty.
     flat = torch.tensor(targets or [blank_id + 1], dtype=torch.int64)
-    losses = F.ctc_loss(log_probs.float().unsqueeze(1).expand(frames, count, -1), flat,
-                        torch.full((count,), frames, dtype=torch.int64),
-                        torch.tensor([len(h) for h in hypotheses], dtype=torch.int64),
-                        blank=blank_id, reduction="none", zero_infinity=False)
+    losses = F.ctc_loss(
+        log_probs.float().unsqueeze(1).expand(frames, count, -1),
+        flat,
+        torch.full((count,), frames, dtype=torch.int64),
+        torch.tensor([len(h) for h in hypotheses], dtype=torch.int64),
+        blank=blank_id,
+        reduction="none",
+        zero_infinity=False,
+    )
     return torch.where(torch.isfinite(losses), -losses, torch.tensor(float("-inf")))
 
 
@@ -171,9 +188,14 @@ def best_index(search_scores: Sequence[float]) -> int:
     return max(range(len(search_scores)), key=search_scores.__getitem__)
 
 
-def final_hypothesis(hypotheses: Sequence[Sequence[tuple[int, int]]], search_scores: Sequence[float],
-                     rescorer: Rescorer | None, decode: Callable[[list[int]], str],
-                     ctc_log_probs: Tensor | None = None, blank_id: int = 0) -> int:
+def final_hypothesis(
+    hypotheses: Sequence[Sequence[tuple[int, int]]],
+    search_scores: Sequence[float],
+    rescorer: Rescorer | None,
+    decode: Callable[[list[int]], str],
+    ctc_log_probs: Tensor | None = None,
+    blank_id: int = 0,
+) -> int:
     """Which of a stream's K hypotheses ((token, frame) lists) becomes its final result.
 
     Without a ``rescorer``, the best search score; with one, the word LM decides, and the
@@ -192,7 +214,8 @@ def final_hypothesis(hypotheses: Sequence[Sequence[tuple[int, int]]], search_sco
     return rescorer.best(search_scores, sentences, ctc_scores)
 
 
-def load_rescorer(path: Path, weight: float, word_bonus: float, oov_penalty: float,
-                  ctc_weight: float = 0.0) -> Rescorer:
+def load_rescorer(
+    path: Path, weight: float, word_bonus: float, oov_penalty: float, ctc_weight: float = 0.0
+) -> Rescorer:
     """The word LM stays on the CPU: it runs once per final result, on a few short sentences."""
     return Rescorer(WordLM.load(path), weight, word_bonus, oov_penalty, ctc_weight)

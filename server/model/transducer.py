@@ -99,8 +99,12 @@ class UtteranceHypotheses:
 
 def state_beam(state: StreamState) -> BeamState:
     """The beam search part of a stream state."""
-    return BeamState(decoder_context=state.beam_decoder_context, lm_context=state.beam_lm_context,
-                     scores=state.beam_scores, hashes=state.beam_hashes)
+    return BeamState(
+        decoder_context=state.beam_decoder_context,
+        lm_context=state.beam_lm_context,
+        scores=state.beam_scores,
+        hashes=state.beam_hashes,
+    )
 
 
 class StreamingTransducer(nn.Module):
@@ -116,8 +120,9 @@ class StreamingTransducer(nn.Module):
         self.tokenizer = tokenizer
         vocab = config.tokenizer.vocab_size
         self.encoder = ConformerEncoder(config.encoder, config.features)
-        self.decoder = StatelessDecoder(vocab, config.decoder.embed_dim, config.decoder.context_size,
-                                        tokenizer.blank_id)
+        self.decoder = StatelessDecoder(
+            vocab, config.decoder.embed_dim, config.decoder.context_size, tokenizer.blank_id
+        )
         self.joiner = Joiner(config.encoder.d_model, config.decoder.embed_dim, config.joiner_dim, vocab)
         # Only to rescore final results (``rescoring.ctc_sequence_log_probs``); the search never uses it.
         self.ctc_head = nn.Linear(config.encoder.d_model, vocab) if config.ctc_head else None
@@ -158,8 +163,9 @@ class StreamingTransducer(nn.Module):
         return self.ctc_head is not None and search.rescorer is not None and search.rescorer.uses_ctc
 
     # -- streaming ---------------------------------------------------------------------------
-    def init_state(self, batch: int, language_weights: Tensor | None = None,
-                   search: SearchConfig | None = None) -> StreamState:
+    def init_state(
+        self, batch: int, language_weights: Tensor | None = None, search: SearchConfig | None = None
+    ) -> StreamState:
         """Fresh state for ``batch`` streams; language_weights (B, num_languages) or None = all.
 
         ``search`` (default: ``default_search``) sizes the beam part of the state.
@@ -169,29 +175,37 @@ class StreamingTransducer(nn.Module):
         if language_weights is None:
             language_weights = torch.ones(batch, len(self.config.languages), device=device)
         language_weights = language_weights / language_weights.sum(dim=1, keepdim=True)
-        context = torch.full((batch, self.config.decoder.context_size), self.tokenizer.blank_id,
-                             dtype=torch.int64, device=device)
+        context = torch.full(
+            (batch, self.config.decoder.context_size), self.tokenizer.blank_id, dtype=torch.int64, device=device
+        )
         beam = init_beam_state(batch, search, self.config.decoder.context_size, self.tokenizer.blank_id, device)
-        return StreamState(decoder_context=context, language_weights=language_weights,
-                           beam_decoder_context=beam.decoder_context, beam_lm_context=beam.lm_context,
-                           beam_scores=beam.scores, beam_hashes=beam.hashes,
-                           **self.encoder.init_caches(batch, device))
+        return StreamState(
+            decoder_context=context,
+            language_weights=language_weights,
+            beam_decoder_context=beam.decoder_context,
+            beam_lm_context=beam.lm_context,
+            beam_scores=beam.scores,
+            beam_hashes=beam.hashes,
+            **self.encoder.init_caches(batch, device),
+        )
 
     def reset_decoder(self, state: StreamState, rows: Tensor) -> None:
         """Start a new utterance for ``rows`` (N,): decoder context and beams back to the start, in place."""
         state.decoder_context[rows] = self.tokenizer.blank_id
         # Fresh beams of the pool's shape: K hypotheses, the LM context size it was made with.
         shape_of = SearchConfig(beam=state.beam_scores.shape[1])
-        fresh = init_beam_state(rows.numel(), shape_of, self.config.decoder.context_size, self.tokenizer.blank_id,
-                                state.beam_scores.device)
+        fresh = init_beam_state(
+            rows.numel(), shape_of, self.config.decoder.context_size, self.tokenizer.blank_id, state.beam_scores.device
+        )
         state.beam_decoder_context[rows] = fresh.decoder_context
         state.beam_lm_context[rows] = self.tokenizer.blank_id
         state.beam_scores[rows] = fresh.scores
         state.beam_hashes[rows] = fresh.hashes
 
     @torch.inference_mode()
-    def step(self, features: Tensor, num_feature_frames: Tensor, state: StreamState,
-             search: SearchConfig | None = None) -> StepOutput:
+    def step(
+        self, features: Tensor, num_feature_frames: Tensor, state: StreamState, search: SearchConfig | None = None
+    ) -> StepOutput:
         """One chunk for B streams: features (B, feature_window, F), num_feature_frames (B,).
 
         ``search`` (default: ``default_search``) must be the one the state was made with.
@@ -220,8 +234,9 @@ class StreamingTransducer(nn.Module):
             beam_hashes=beam.hashes,
         )
         ctc_log_probs = self.ctc_log_probs(encoder_out) if self.wants_ctc(search) else None
-        return StepOutput(tokens=tokens, num_frames=num_frames, state=new_state, trace=trace,
-                          ctc_log_probs=ctc_log_probs)
+        return StepOutput(
+            tokens=tokens, num_frames=num_frames, state=new_state, trace=trace, ctc_log_probs=ctc_log_probs
+        )
 
     def greedy_decode(
         self, encoder_out: Tensor, num_frames: Tensor, context: Tensor, frame_offset: Tensor | None = None
@@ -272,21 +287,33 @@ class StreamingTransducer(nn.Module):
         search = search or self.default_search
         if search.beam > 1:
             chosen = []
-            for result in self.beam_hypotheses(features, feature_lengths, streaming, search,
-                                               with_ctc=self.wants_ctc(search)):
+            for result in self.beam_hypotheses(
+                features, feature_lengths, streaming, search, with_ctc=self.wants_ctc(search)
+            ):
                 update = result.update
-                index = final_hypothesis(update.added, update.scores, search.rescorer, self.tokenizer.decode,
-                                         result.ctc_log_probs, self.tokenizer.blank_id)
+                index = final_hypothesis(
+                    update.added,
+                    update.scores,
+                    search.rescorer,
+                    self.tokenizer.decode,
+                    result.ctc_log_probs,
+                    self.tokenizer.blank_id,
+                )
                 chosen.append(update.added[index])
             return chosen
         encoder_out, lengths = self._encode_utterances(features, feature_lengths, streaming)
-        context = torch.full((features.shape[0], self.config.decoder.context_size), self.tokenizer.blank_id,
-                             dtype=torch.int64, device=features.device)
+        context = torch.full(
+            (features.shape[0], self.config.decoder.context_size),
+            self.tokenizer.blank_id,
+            dtype=torch.int64,
+            device=features.device,
+        )
         tokens, _ = self.greedy_decode(encoder_out, lengths, context)
         return tokens
 
-    def beam_hypotheses(self, features: Tensor, feature_lengths: Tensor, streaming: bool,
-                        search: SearchConfig, with_ctc: bool = False) -> list[UtteranceHypotheses]:
+    def beam_hypotheses(
+        self, features: Tensor, feature_lengths: Tensor, streaming: bool, search: SearchConfig, with_ctc: bool = False
+    ) -> list[UtteranceHypotheses]:
         """Whole-utterance beam search (``search.beam`` > 1): per utterance all K final hypotheses,
         their scores and the search's ``best``, before any rescoring; with ``with_ctc`` also the
         CTC head's log-probabilities of its frames (on the CPU).
@@ -294,17 +321,21 @@ class StreamingTransducer(nn.Module):
         features (B, T, F), feature_lengths (B,).
         """
         encoder_out, lengths = self._encode_utterances(features, feature_lengths, streaming)
-        state = init_beam_state(features.shape[0], search, self.config.decoder.context_size,
-                                self.tokenizer.blank_id, features.device)
+        state = init_beam_state(
+            features.shape[0], search, self.config.decoder.context_size, self.tokenizer.blank_id, features.device
+        )
         state, trace = beam_search_frames(self, encoder_out, lengths, state, search)
         updates = beam_updates(trace, state.scores)
         if not with_ctc:
             return [UtteranceHypotheses(update) for update in updates]
         log_probs = self.ctc_log_probs(encoder_out).cpu()
-        return [UtteranceHypotheses(update, log_probs[row, : int(length)])
-                for row, (update, length) in enumerate(zip(updates, lengths.tolist(), strict=True))]
+        return [
+            UtteranceHypotheses(update, log_probs[row, : int(length)])
+            for row, (update, length) in enumerate(zip(updates, lengths.tolist(), strict=True))
+        ]
 
     def _encode_utterances(self, features: Tensor, feature_lengths: Tensor, streaming: bool) -> tuple[Tensor, Tensor]:
         """Encoder over whole utterances: the streaming mask (all left context) or full context."""
-        return self.encoder(features, feature_lengths, chunk_size=-1 if streaming else None,
-                            left_chunks=-1 if streaming else None)
+        return self.encoder(
+            features, feature_lengths, chunk_size=-1 if streaming else None, left_chunks=-1 if streaming else None
+        )

@@ -34,7 +34,7 @@ class FeatureWindows:
     def pop_window(self) -> np.ndarray:
         """The next full window (window, num_mel_bins); the buffer advances by ``shift``."""
         window = self._frames[: self.window].copy()
-        self._frames = self._frames[self.shift:]
+        self._frames = self._frames[self.shift :]
         return window
 
     def final_windows(self, min_frames: int = 7) -> list[tuple[np.ndarray, int]]:
@@ -52,6 +52,6 @@ class FeatureWindows:
             windows.append((padded, real))
             if self.num_buffered - self.shift < min_frames:
                 break
-            self._frames = self._frames[self.shift:]
+            self._frames = self._frames[self.shift :]
         self._frames = self._frames[:0]
         return windows
