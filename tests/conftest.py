@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from server.model.checkpoint import save_random_model
+from random_model import save_random_model
 
 
 @pytest.fixture(scope="session")

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from server.model.beam_search import SearchConfig
 from server.model.checkpoint import load_model
 from server.model.transducer import StepOutput, StreamingTransducer
 from server.model.windowing import FeatureWindows
+from server.search.beam import SearchConfig
 
 
 def windows_of(model: StreamingTransducer, features: np.ndarray) -> list[tuple[np.ndarray, int]]:

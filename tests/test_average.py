@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from random_model import save_random_model
 from safetensors.torch import load_file
 
-from server.model.checkpoint import load_model, save_random_model
+from server.model.checkpoint import load_model
 from tests.test_speed_perturb import _tone_manifest
 from training.average import average_models, snapshot_dirs
 from training.cli import main as asr_train

@@ -10,7 +10,8 @@ import pytest
 import torch
 from model_helpers import noisy_model, round_robin_steps, windows_of
 
-from server.model.beam_search import (
+from server.model.transducer import StreamingTransducer
+from server.search.beam import (
     SearchConfig,
     _merge_duplicates,
     beam_search_frames,
@@ -18,8 +19,7 @@ from server.model.beam_search import (
     init_beam_state,
     relink,
 )
-from server.model.ngram_lm import TokenNgramLM, build_ngram_lm
-from server.model.transducer import StreamingTransducer
+from server.search.ngram_lm import TokenNgramLM, build_ngram_lm
 
 
 @pytest.fixture(scope="module")

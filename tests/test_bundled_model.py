@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 import torch
 
-from server.model.beam_search import SearchConfig, beam_updates, relink
 from server.model.checkpoint import DEFAULT_MODEL_DIR, load_model
 from server.model.frontend import FbankStream
-from server.model.rescoring import final_hypothesis
 from server.model.windowing import FeatureWindows
+from server.search.beam import SearchConfig, beam_updates, relink
+from server.search.rescoring import final_hypothesis
 from training.synth import synthesize_sentence, voice_pool
 from training.text_normalize import normalize_text
 

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from server.model.checkpoint import CheckpointError, load_model, save_model
-from server.model.ngram_lm import build_ngram_lm
+from server.search.ngram_lm import build_ngram_lm
 
 
 def _copy(source: Path, tmp_path: Path) -> Path:

@@ -12,13 +12,14 @@ import pytest
 import torch
 from model_helpers import windows_of
 from pydantic import ValidationError
+from random_model import save_random_model
 from safetensors.torch import save_file
 
-from server.model.beam_search import SearchConfig
-from server.model.checkpoint import load_model, save_random_model
+from server.model.checkpoint import load_model
 from server.model.config import ModelConfig
 from server.model.frontend import compute_fbank
-from server.model.rescoring import Rescorer, build_word_lm, ctc_sequence_log_probs
+from server.search.beam import SearchConfig
+from server.search.rescoring import Rescorer, build_word_lm, ctc_sequence_log_probs
 from training.bundle import bundle, with_ctc_head
 
 BLANK = 0

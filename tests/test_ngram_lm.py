@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from server.model.ngram_lm import TokenNgramLM, build_ngram_lm
+from server.search.ngram_lm import TokenNgramLM, build_ngram_lm
 
 VOCAB = 7  # token 0 is the blank / sentence-start pad
 CORPUS = [[1, 2, 3], [1, 2, 4], [2, 3, 1, 2], [5, 1, 2, 3, 6], [3, 3, 2], [6, 5, 4, 1]]

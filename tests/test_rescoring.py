@@ -15,8 +15,8 @@ from model_helpers import noisy_model
 from safetensors.torch import save_file
 
 from server.model.checkpoint import CheckpointError, load_model, save_model
-from server.model.ngram_lm import build_ngram_lm
-from server.model.rescoring import SENTENCE_END, SENTENCE_START, Rescorer, WordLM, build_word_lm, final_hypothesis
+from server.search.ngram_lm import build_ngram_lm
+from server.search.rescoring import SENTENCE_END, SENTENCE_START, Rescorer, WordLM, build_word_lm, final_hypothesis
 from training.bundle import with_ctc_head
 from training.cli import main
 

@@ -11,17 +11,18 @@ import numpy as np
 import pytest
 import torch
 from model_helpers import noisy_model
+from random_model import save_random_model
 
 from server.engine.endpoint import EndpointConfig, Endpointer
 from server.engine.engine import Engine
 from server.engine.session import MAX_BACKLOG_SECONDS, SessionOptions, Update
 from server.engine.slots import SlotAllocator, SlotExhaustedError
 from server.engine.transcript import Utterance, utterance_results, words_of
-from server.model.beam_search import SearchConfig
-from server.model.checkpoint import load_model, save_random_model
+from server.model.checkpoint import load_model
 from server.model.frontend import compute_fbank
-from server.model.ngram_lm import build_ngram_lm
-from server.model.rescoring import Rescorer, build_word_lm
+from server.search.beam import SearchConfig
+from server.search.ngram_lm import build_ngram_lm
+from server.search.rescoring import Rescorer, build_word_lm
 
 
 class FakeTokenizer:

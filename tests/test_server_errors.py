@@ -21,8 +21,7 @@ from asr_harness import (
     synthesize,
 )
 from prometheus_client import REGISTRY
-
-from server.model.checkpoint import save_random_model
+from random_model import save_random_model
 
 pytestmark = requires_espeak
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from random_model import save_random_model
 
 from server.main import model_dirs
-from server.model.checkpoint import DEFAULT_MODEL_DIR, save_random_model
+from server.model.checkpoint import DEFAULT_MODEL_DIR
 from server.settings import Settings, parse_settings
 
 

@@ -16,12 +16,12 @@ from pathlib import Path
 import jiwer
 import torch
 
-from server.model.beam_search import SearchConfig
 from server.model.checkpoint import DEFAULT_MODEL_DIR, load_model
 from server.model.frontend import compute_fbank
-from server.model.ngram_lm import TokenNgramLM
-from server.model.rescoring import Rescorer, WordLM
 from server.model.transducer import StreamingTransducer
+from server.search.beam import SearchConfig
+from server.search.ngram_lm import TokenNgramLM
+from server.search.rescoring import Rescorer, WordLM
 from training.manifest import read_audio, read_manifest
 from training.text_normalize import normalize_text
 

@@ -20,9 +20,9 @@ from tqdm import tqdm
 
 from server.model.checkpoint import CONFIG_FILE, read_config
 from server.model.config import RescoringConfig
-from server.model.ngram_lm import LM_FILE, build_ngram_lm
-from server.model.rescoring import MAX_WORDS, WORD_LM_FILE, build_word_lm
 from server.model.tokenizer import Tokenizer
+from server.search.ngram_lm import LM_FILE, build_ngram_lm
+from server.search.rescoring import MAX_WORDS, WORD_LM_FILE, build_word_lm
 from training.text_sources import MixtureWeights, TrainingSentences
 
 # Fewer random word lists than the acoustic training mix: they teach the LM nothing about

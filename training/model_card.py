@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from server.model.beam_search import SearchConfig
 from server.model.checkpoint import MODEL_CARD_FILE, load_model
+from server.search.beam import SearchConfig
 from training.evaluate import describe_search, evaluate
 from training.speed import real_time_factor
 

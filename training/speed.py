@@ -9,10 +9,10 @@ import numpy as np
 import soxr
 import torch
 
-from server.model.beam_search import SearchConfig
 from server.model.frontend import FbankStream
 from server.model.transducer import StreamingTransducer
 from server.model.windowing import FeatureWindows
+from server.search.beam import SearchConfig
 from training.manifest import read_audio, read_manifest
 
 

@@ -22,10 +22,10 @@ from pathlib import Path
 import jiwer
 import torch
 
-from server.model.beam_search import SearchConfig
 from server.model.checkpoint import DEFAULT_MODEL_DIR, load_model
-from server.model.rescoring import WORD_LM_FILE, Rescorer, WordLM, best_index, ctc_sequence_log_probs
 from server.model.transducer import StreamingTransducer
+from server.search.beam import SearchConfig
+from server.search.rescoring import WORD_LM_FILE, Rescorer, WordLM, best_index, ctc_sequence_log_probs
 from training.evaluate import feature_batches, pad_features
 from training.lm import set_default_rescoring
 from training.text_normalize import normalize_text

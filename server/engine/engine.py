@@ -9,8 +9,8 @@ from server.engine.scheduler import BatchScheduler
 from server.engine.session import SessionOptions, StreamSession
 from server.engine.slots import SlotAllocator
 from server.engine.worker import ModelWorker
-from server.model.beam_search import SearchConfig
 from server.model.transducer import StreamingTransducer
+from server.search.beam import SearchConfig
 
 log = logging.getLogger(__name__)
 

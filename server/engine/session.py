@@ -20,11 +20,11 @@ import torch
 
 from server.engine.endpoint import EndpointConfig, Endpointer
 from server.engine.transcript import Result, Utterance, utterance_results
-from server.model.beam_search import BeamUpdate, relink
 from server.model.frontend import FbankStream
-from server.model.rescoring import Rescorer, final_hypothesis
 from server.model.transducer import StreamingTransducer
 from server.model.windowing import FeatureWindows
+from server.search.beam import BeamUpdate, relink
+from server.search.rescoring import Rescorer, final_hypothesis
 
 # Feature backlog (seconds of audio not yet through the model) above which the API layer
 # stops reading a client's audio, so a client sending faster than real time is slowed by

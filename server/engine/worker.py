@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from server.model.beam_search import BeamUpdate, SearchConfig, beam_updates
 from server.model.transducer import StreamingTransducer
+from server.search.beam import BeamUpdate, SearchConfig, beam_updates
 
 
 @dataclass

@@ -14,12 +14,12 @@ from pydantic import ValidationError
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from server.model.beam_search import SearchConfig
 from server.model.config import ModelConfig, RescoringConfig
-from server.model.ngram_lm import TokenNgramLM
-from server.model.rescoring import Rescorer, load_rescorer
 from server.model.tokenizer import Tokenizer
 from server.model.transducer import StreamingTransducer
+from server.search.beam import SearchConfig
+from server.search.ngram_lm import TokenNgramLM
+from server.search.rescoring import Rescorer, load_rescorer
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -156,57 +156,3 @@ def save_model(model: StreamingTransducer, model_dir: Path, half: bool = True, m
     if model_card is not None:
         (model_dir / MODEL_CARD_FILE).write_text(model_card)
     return model_dir
-
-
-_RANDOM_MODEL_TEXT = [
-    "the quick brown fox jumps over the lazy dog",
-    "please call me back tomorrow morning",
-    "we will meet at the station at nine",
-    "how much does the blue one cost",
-    "she said that the weather would be fine",
-    "turn left at the next light and keep going",
-]
-
-
-def save_random_model(
-    model_dir: Path,
-    multi_talker: bool = False,
-    languages: list[str] | None = None,
-    seed: int = 0,
-    ctc_head: bool = False,
-) -> Path:
-    """Write a tiny random-init checkpoint (for unit tests of shapes, plumbing and errors only)."""
-    from server.model.config import DecoderConfig, EncoderConfig, TokenizerConfig
-    from server.model.tokenizer import CHANNEL_CHANGE_PIECE, train_tokenizer
-
-    model_dir = Path(model_dir)
-    special = [CHANNEL_CHANGE_PIECE] if multi_talker else []
-    tokenizer_file = train_tokenizer(_RANDOM_MODEL_TEXT * 20, model_dir / "tokenizer", 40, special)
-    tokenizer = Tokenizer(tokenizer_file, CHANNEL_CHANGE_PIECE if multi_talker else None)
-    config = ModelConfig(
-        name=model_dir.name,
-        languages=languages or ["en"],
-        multi_talker=multi_talker,
-        encoder=EncoderConfig(
-            d_model=32,
-            num_layers=2,
-            num_heads=2,
-            ffn_dim=64,
-            conv_kernel=5,
-            subsampling_channels=8,
-            chunk_size=4,
-            left_chunks=2,
-            right_context=1,
-        ),
-        decoder=DecoderConfig(embed_dim=16, context_size=2),
-        joiner_dim=32,
-        ctc_head=ctc_head,
-        tokenizer=TokenizerConfig(
-            file=tokenizer_file.name,
-            vocab_size=tokenizer.vocab_size,
-            channel_change_token=CHANNEL_CHANGE_PIECE if multi_talker else None,
-        ),
-    )
-    torch.manual_seed(seed)
-    model = StreamingTransducer(config, tokenizer)
-    return save_model(model, model_dir, half=False, model_card="# Random-init test model\n\nRecognizes nothing.\n")

@@ -72,7 +72,7 @@ class TokenizerConfig(_Strict):
 
 class RescoringConfig(_Strict):
     """Second pass over final results: the word n-gram LM in ``word_lm_file`` (``asr-train lm --words``)
-    rescores the beam's hypotheses (``server.model.rescoring``)."""
+    rescores the beam's hypotheses (``server.search.rescoring``)."""
 
     word_lm_file: str
     weight: float = Field(0.5, ge=0.0)

@@ -23,7 +23,7 @@ class StreamState:
     language_weights: (B, num_languages) float, the request's language mask normalised to
         sum 1 (CMM); all languages for a model with one language.
     beam_decoder_context, beam_lm_context, beam_scores, beam_hashes: the beam search state
-        (``server.model.beam_search.BeamState``) with K hypotheses per stream: (B, K, context_size),
+        (``server.search.beam.BeamState``) with K hypotheses per stream: (B, K, context_size),
         (B, K, lm_context_size), (B, K), (B, K). K is 1 and unused under greedy search.
     """
 

@@ -12,7 +12,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from server.model.beam_search import (
+from server.model.config import ModelConfig
+from server.model.encoder import ConformerEncoder
+from server.model.state import StreamState
+from server.model.tokenizer import Tokenizer
+from server.search.beam import (
     BeamState,
     BeamTrace,
     BeamUpdate,
@@ -21,11 +25,7 @@ from server.model.beam_search import (
     beam_updates,
     init_beam_state,
 )
-from server.model.config import ModelConfig
-from server.model.encoder import ConformerEncoder
-from server.model.rescoring import final_hypothesis
-from server.model.state import StreamState
-from server.model.tokenizer import Tokenizer
+from server.search.rescoring import final_hypothesis
 
 
 class StatelessDecoder(nn.Module):

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from server.model.ngram_lm import TokenNgramLM, build_ngram_lm
+from server.search.ngram_lm import TokenNgramLM, build_ngram_lm
 
 WORD_LM_FILE = "word_lm.safetensors"
 SENTENCE_START, SENTENCE_END, UNKNOWN_WORD = 0, 1, 2

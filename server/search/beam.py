@@ -18,8 +18,8 @@ from dataclasses import dataclass, fields
 import torch
 from torch import Tensor
 
-from server.model.ngram_lm import TokenNgramLM
-from server.model.rescoring import Rescorer, best_index
+from server.search.ngram_lm import TokenNgramLM
+from server.search.rescoring import Rescorer, best_index
 
 _HASH_MULTIPLIER = 1_000_003
 _HASH_MASK = (1 << 61) - 1
