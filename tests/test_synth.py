@@ -13,9 +13,25 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from training import synth
+from training import synth, utterances
 from training import text_sources as ts
+from training.grammar import everyday_grammar
+from training.markov_text import _alphabetic_runs
+from training.number_words import number_to_words, ordinal_to_words, year_to_words
+from training.sentence_lists import (
+    MAX_WORDS,
+    MIN_WORDS,
+    ci_sentences,
+    contains_reserved,
+    dev_sentences,
+    heldout_sentences,
+    is_speakable_word,
+    is_valid_transcript,
+    reserved_sentences,
+)
 from training.text_normalize import normalize_text
+from training.voices import HELDOUT_ONLY_VARIANTS, VARIANTS, voice_pool
+from training.wordfreq_text import common_vocabulary
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
 
@@ -67,20 +83,20 @@ def test_normalize_text_is_idempotent() -> None:
     ],
 )
 def test_number_to_words(number: int, words: str) -> None:
-    assert ts.number_to_words(number) == words
+    assert number_to_words(number) == words
 
 
 def test_number_words_with_and_ordinals_and_years() -> None:
-    assert ts.number_to_words(312, use_and=True) == "three hundred and twelve"
-    assert ts.ordinal_to_words(21) == "twenty first"
-    assert ts.ordinal_to_words(30) == "thirtieth"
-    assert ts.year_to_words(1998) == ["nineteen ninety eight"]
-    assert "twenty fifteen" in ts.year_to_words(2015)
-    assert ts.year_to_words(1905) == ["nineteen oh five"]
+    assert number_to_words(312, use_and=True) == "three hundred and twelve"
+    assert ordinal_to_words(21) == "twenty first"
+    assert ordinal_to_words(30) == "thirtieth"
+    assert year_to_words(1998) == ["nineteen ninety eight"]
+    assert "twenty fifteen" in year_to_words(2015)
+    assert year_to_words(1905) == ["nineteen oh five"]
 
 
 def test_grammar_generates_and_recognizes_its_own_sentences() -> None:
-    grammar = ts.everyday_grammar()
+    grammar = everyday_grammar()
     rng = random.Random(5)
     for _ in range(50):
         sentence = grammar.generate(rng)
@@ -89,7 +105,7 @@ def test_grammar_generates_and_recognizes_its_own_sentences() -> None:
 
 
 def test_grammar_words_are_speakable() -> None:
-    unspeakable = [word for word in ts.everyday_grammar().vocabulary() if not ts.is_speakable_word(word)]
+    unspeakable = [word for word in everyday_grammar().vocabulary() if not is_speakable_word(word)]
     assert unspeakable == []
 
 
@@ -100,26 +116,26 @@ def _check_sentence_list(sentences: tuple[str, ...], count: int) -> None:
     assert len(sentences) == count
     assert len(set(sentences)) == count
     for sentence in sentences:
-        assert ts.is_valid_transcript(sentence, 6, 16), sentence
+        assert is_valid_transcript(sentence, 6, 16), sentence
 
 
 def test_heldout_ci_and_dev_lists() -> None:
-    _check_sentence_list(ts.heldout_sentences(), 200)
-    _check_sentence_list(ts.ci_sentences(), 30)
-    _check_sentence_list(ts.dev_sentences(), 148)
-    assert not set(ts.heldout_sentences()) & set(ts.ci_sentences())
-    assert not set(ts.dev_sentences()) & (set(ts.heldout_sentences()) | set(ts.ci_sentences()))
-    assert set(ts.dev_sentences()) <= ts.reserved_sentences()
+    _check_sentence_list(heldout_sentences(), 200)
+    _check_sentence_list(ci_sentences(), 30)
+    _check_sentence_list(dev_sentences(), 148)
+    assert not set(heldout_sentences()) & set(ci_sentences())
+    assert not set(dev_sentences()) & (set(heldout_sentences()) | set(ci_sentences()))
+    assert set(dev_sentences()) <= reserved_sentences()
     # Everyday vocabulary: every word among the 20k most frequent English words.
-    common = ts.common_vocabulary(20_000)
-    lists = ts.heldout_sentences() + ts.ci_sentences() + ts.dev_sentences()
+    common = common_vocabulary(20_000)
+    lists = heldout_sentences() + ci_sentences() + dev_sentences()
     rare = {w for s in lists for w in s.split() if w not in common}
     assert rare == set()
 
 
 def test_grammar_cannot_reproduce_heldout_sentences() -> None:
-    grammar = ts.everyday_grammar()
-    reproducible = [s for s in ts.heldout_sentences() + ts.ci_sentences() if grammar.can_generate(s)]
+    grammar = everyday_grammar()
+    reproducible = [s for s in heldout_sentences() + ci_sentences() if grammar.can_generate(s)]
     assert reproducible == []
 
 
@@ -127,16 +143,16 @@ def test_grammar_cannot_reproduce_heldout_sentences() -> None:
 
 
 def test_training_sentences_are_clean_and_never_held_out() -> None:
-    reserved = ts.reserved_sentences()
+    reserved = reserved_sentences()
     mixture = ts.TrainingSentences()
     rng = random.Random(2024)
     samples = [mixture.sample(rng) for _ in range(1500)]
     assert {source for _, source in samples} == {"markov", "wordfreq", "everyday"}
     for text, _ in samples:
-        assert ts.MIN_WORDS <= len(text.split()) <= ts.MAX_WORDS
+        assert MIN_WORDS <= len(text.split()) <= MAX_WORDS
         assert re.fullmatch(r"[a-z]+(?:'[a-z]+)*(?: [a-z]+(?:'[a-z]+)*)*", text), text
         assert not any(char.isdigit() for char in text)
-        assert not ts.contains_reserved(text, reserved), text
+        assert not contains_reserved(text, reserved), text
 
 
 class _ScriptedSource:
@@ -152,7 +168,7 @@ class _ScriptedSource:
 
 
 def test_reserved_sentences_are_filtered_after_normalization() -> None:
-    heldout = ts.heldout_sentences()[0]
+    heldout = heldout_sentences()[0]
     scripted = _ScriptedSource(
         [
             heldout.upper() + "!",  # the held-out sentence itself, before normalization
@@ -186,7 +202,7 @@ def test_markov_text_is_cut_into_alphabetic_runs() -> None:
         'In 1998 the plant closed. The old mill, built by "local" workers, stood near the U.S. '
         "border for well-known reasons; the owners left. Caf\u00e9 owners left. It's quiet now"
     )
-    runs = [" ".join(run) for run in ts._alphabetic_runs(text)]
+    runs = [" ".join(run) for run in _alphabetic_runs(text)]
     assert runs == [
         "the old mill",
         "built by",
@@ -203,11 +219,11 @@ def test_markov_text_is_cut_into_alphabetic_runs() -> None:
 
 
 def test_voice_pools_are_disjoint() -> None:
-    train, heldout = set(synth.voice_pool("train")), set(synth.voice_pool("heldout"))
+    train, heldout = set(voice_pool("train")), set(voice_pool("heldout"))
     assert train and heldout and not train & heldout
     train_variants = {voice.partition("+")[2] for voice in train}
     heldout_variants = {voice.partition("+")[2] for voice in heldout}
-    assert set(synth.HELDOUT_ONLY_VARIANTS) <= heldout_variants - train_variants
+    assert set(HELDOUT_ONLY_VARIANTS) <= heldout_variants - train_variants
     assert len(heldout_variants & train_variants) > 10  # also unseen combinations of seen parts
 
 
@@ -215,7 +231,7 @@ def test_voice_variants_exist() -> None:
     variants_dir = Path("/usr/lib/x86_64-linux-gnu/espeak-ng-data/voices/!v")
     if not variants_dir.is_dir():
         pytest.skip("espeak-ng data folder not found")
-    assert set(synth.VARIANTS) <= {path.name for path in variants_dir.iterdir()}
+    assert set(VARIANTS) <= {path.name for path in variants_dir.iterdir()}
 
 
 # ---------------------------------------------------------------------------- synthesis
@@ -243,13 +259,13 @@ def test_synthesis_is_deterministic_and_manifest_is_valid(tmp_path: Path) -> Non
 
     rows = _read_manifest(first)
     assert [row["audio"] for row in rows] == [f"audio/{n:07d}.wav" for n in range(1, 9)]
-    train_voices = set(synth.voice_pool("train"))
+    train_voices = set(voice_pool("train"))
     for row in rows:
         assert row["language"] == "en" and row["voice"] in train_voices
         assert row["text"] == normalize_text(row["text"]) and row["text"]
         assert (first.parent / row["audio"]).read_bytes() == (second.parent / row["audio"]).read_bytes()
         audio, rate = sf.read(first.parent / row["audio"], dtype="float32")
-        assert rate == row["sample_rate"] and rate in synth.SAMPLE_RATES
+        assert rate == row["sample_rate"] and rate in utterances.SAMPLE_RATES
         assert sf.info(first.parent / row["audio"]).subtype == "PCM_16"
         assert audio.ndim == 1 and abs(len(audio) / rate - row["duration"]) < 1e-3
         assert np.abs(audio).max() > 0.01
@@ -262,15 +278,15 @@ def test_synthesis_is_deterministic_and_manifest_is_valid(tmp_path: Path) -> Non
 def test_heldout_split_uses_heldout_text_and_voices(tmp_path: Path) -> None:
     manifest = synth.synthesize(tmp_path, 3, seed=0, split="heldout", jobs=1, progress=False)
     rows = _read_manifest(manifest)
-    assert [row["text"] for row in rows] == list(ts.heldout_sentences()[:3])
-    assert all(row["voice"] in synth.voice_pool("heldout") for row in rows)
+    assert [row["text"] for row in rows] == list(heldout_sentences()[:3])
+    assert all(row["voice"] in voice_pool("heldout") for row in rows)
 
 
 @needs_espeak
 def test_command_line_with_sentence_file(tmp_path: Path) -> None:
     sentences = tmp_path / "sentences.txt"
     # The held-out sentence must be dropped from training text; the others cycle in order.
-    sentences.write_text(f"Hello there, friend!\n{ts.heldout_sentences()[1]}\n# comment\nsee you soon\n")
+    sentences.write_text(f"Hello there, friend!\n{heldout_sentences()[1]}\n# comment\nsee you soon\n")
     parser = argparse.ArgumentParser()
     synth.add_arguments(parser)
     args = parser.parse_args(
@@ -282,10 +298,10 @@ def test_command_line_with_sentence_file(tmp_path: Path) -> None:
     assert [row["text"] for row in rows] == ["hello there friend", "see you soon", "hello there friend"]
 
 
-def _espeak_crash_on(numbers: set[int], real_render=synth.render_utterance):
+def _espeak_crash_on(numbers: set[int], real_render=utterances.render_utterance):
     """``render_utterance`` that fails like an espeak-ng crash (it segfaulted on one voice in a real run)."""
 
-    def render(spec: synth.UtteranceSpec) -> np.ndarray:
+    def render(spec: utterances.UtteranceSpec) -> np.ndarray:
         if spec.number in numbers:
             raise RuntimeError(f"espeak-ng failed (-11) for voice {spec.voice!r}: ")
         return real_render(spec)
@@ -295,7 +311,7 @@ def _espeak_crash_on(numbers: set[int], real_render=synth.render_utterance):
 
 @needs_espeak
 def test_an_espeak_crash_skips_the_utterance_not_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(synth, "render_utterance", _espeak_crash_on({2}))
+    monkeypatch.setattr(utterances, "render_utterance", _espeak_crash_on({2}))
     rows = _read_manifest(synth.synthesize(tmp_path, 4, seed=3, split="train", jobs=1, progress=False))
     assert [row["index"] for row in rows] == [1, 3, 4]
     assert not (tmp_path / "audio" / "0000002.wav").exists()
@@ -303,7 +319,7 @@ def test_an_espeak_crash_skips_the_utterance_not_the_run(tmp_path: Path, monkeyp
 
 @needs_espeak
 def test_many_espeak_failures_stop_the_run_without_a_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(synth, "render_utterance", _espeak_crash_on({1, 2, 3}))
+    monkeypatch.setattr(utterances, "render_utterance", _espeak_crash_on({1, 2, 3}))
     with pytest.raises(RuntimeError, match="failed on 3 of 4 utterances"):
         synth.synthesize(tmp_path, 4, seed=3, split="train", jobs=1, progress=False)
     assert not (tmp_path / "manifest.jsonl").exists()
