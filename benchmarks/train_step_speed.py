@@ -23,7 +23,7 @@ from report import write_report  # benchmarks/report.py (scripts run from this f
 from server.model.checkpoint import DEFAULT_MODEL_DIR, load_model
 from training.batching import bucketed_batches, collate
 from training.features import FeatureCache
-from training.fit import transducer_loss
+from training.objective import transducer_loss
 
 
 def main() -> None:

@@ -10,7 +10,8 @@ import torch
 from server.model.checkpoint import load_model
 from training.batching import Batch, spec_augment
 from training.curve import curve_rows
-from training.fit import learning_rate, sample_mask, training_batches, transducer_loss
+from training.objective import sample_mask, transducer_loss
+from training.schedule import learning_rate, training_batches
 
 
 def test_few_steps_lower_the_loss(random_model_dir: Path) -> None:

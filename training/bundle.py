@@ -19,7 +19,8 @@ from safetensors.torch import load_file
 
 from server.model.checkpoint import load_model, save_model
 from server.model.transducer import StreamingTransducer
-from training.fit import CTC_HEAD_FILE, TRAINER_FILE
+from server.search.loading import load_model_and_search, save_search_files
+from training.trainer_state import CTC_HEAD_FILE, TRAINER_FILE
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,7 +38,6 @@ def with_ctc_head(model: StreamingTransducer, head_file: Path) -> StreamingTrans
     """The same model with the CTC head of ``head_file`` (weight (V, D), bias (V,)) attached."""
     config = model.config.model_copy(update={"ctc_head": True})
     attached = StreamingTransducer(config, model.tokenizer)
-    attached.default_search = model.default_search
     tensors = {f"ctc_head.{name}": tensor for name, tensor in load_file(str(head_file)).items()}
     attached.load_state_dict({**model.state_dict(), **tensors})
     return attached
@@ -46,12 +46,13 @@ def with_ctc_head(model: StreamingTransducer, head_file: Path) -> StreamingTrans
 def bundle(checkpoint: Path, out: Path, ctc_head_file: Path | None = None) -> Path:
     """Write ``checkpoint`` as a model directory ``out``; the CTC head of ``ctc_head_file`` (default:
     the checkpoint's own, when it has one and the model does not carry one already) is attached."""
-    model = load_model(checkpoint)
+    model, search = load_model_and_search(checkpoint)
     if ctc_head_file is None and model.ctc_head is None and (checkpoint / CTC_HEAD_FILE).is_file():
         ctc_head_file = checkpoint / CTC_HEAD_FILE
     if ctc_head_file is not None:
         model = with_ctc_head(model, ctc_head_file)
     save_model(model, out)
+    save_search_files(search.resources, model.config, out)
     if (checkpoint / TRAINER_FILE).is_file():
         shutil.copyfile(checkpoint / TRAINER_FILE, out / TRAINER_FILE)
     return out

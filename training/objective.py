@@ -1,0 +1,66 @@
+"""The training objective: RNN-T loss plus an auxiliary CTC loss, under a per-batch attention mask.
+
+Dynamic chunk training: each batch draws its attention mask (``sample_mask``): the serving mask
+most of the time, otherwise a random chunk size / history or full context, so one model serves
+its streaming configuration and also decodes offline (full context) for comparison.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from server.model.config import EncoderConfig
+from server.model.transducer import StreamingTransducer
+from training.batching import Batch
+from training.rnnt_loss import rnnt_loss
+
+
+def sample_mask(rng: random.Random, config: EncoderConfig, serve_prob: float) -> tuple[int | None, int | None, int]:
+    """(chunk_size, left_chunks, right_context) for one batch."""
+    draw = rng.random()
+    if draw < serve_prob:
+        return config.chunk_size, config.left_chunks, config.right_context
+    if draw < serve_prob + (1 - serve_prob) / 3:
+        return None, None, 0
+    chunk = rng.randint(2, 24)
+    return chunk, rng.choice([None, rng.randint(1, 16)]), rng.randint(0, min(chunk, 4))
+
+
+class Losses(NamedTuple):
+    total: torch.Tensor  # what is minimised
+    rnnt: torch.Tensor  # per target token
+    ctc: torch.Tensor  # per target token (0 without a CTC head)
+
+
+def transducer_loss(
+    model: StreamingTransducer,
+    batch: Batch,
+    mask: tuple[int | None, int | None, int],
+    ctc_head: nn.Linear | None = None,
+    ctc_weight: float = 0.0,
+) -> Losses:
+    """RNN-T loss per target token, plus ``ctc_weight`` x an auxiliary CTC loss on the encoder.
+
+    The CTC head (training only, never shipped) gives the encoder a direct alignment signal,
+    which gets a transducer trained from scratch past its all-blank phase much sooner.
+    """
+    chunk, left, right = mask
+    encoder_out, lengths = model.encoder(
+        batch.features, batch.feature_lengths, chunk_size=chunk, left_chunks=left, right_context=right
+    )
+    decoder_out = model.decoder.training_input(batch.targets)  # (B, U+1, E)
+    logits = model.joiner(encoder_out[:, :, None], decoder_out[:, None])  # (B, T', U+1, V)
+    blank = model.tokenizer.blank_id
+    rnnt = rnnt_loss(logits, batch.targets, lengths, batch.target_lengths, blank=blank)
+    ctc = torch.zeros((), device=rnnt.device)
+    if ctc_head is not None and ctc_weight > 0:
+        log_probs = ctc_head(encoder_out).float().log_softmax(dim=-1).transpose(0, 1)  # (T', B, V)
+        ctc = F.ctc_loss(
+            log_probs, batch.targets, lengths, batch.target_lengths, blank=blank, reduction="sum", zero_infinity=True
+        ) / batch.target_lengths.sum().clamp(min=1)
+    return Losses(rnnt + ctc_weight * ctc, rnnt, ctc)

@@ -1,0 +1,35 @@
+"""Greedy word error rate of a model on cached features: ``asr-train fit``'s validation."""
+
+from __future__ import annotations
+
+import random
+
+import jiwer
+import torch
+
+from server.model.transducer import StreamingTransducer
+from training.batching import bucketed_batches, collate
+from training.features import FeatureCache
+from training.text_normalize import normalize_text
+
+
+def word_error_rate(
+    model: StreamingTransducer,
+    cache: FeatureCache,
+    indices: list[int],
+    streaming: bool = True,
+    batch_frames: int = 30000,
+) -> float:
+    """Greedy WER on cached features (streaming mask or full context)."""
+    was_training = model.training
+    model.eval()
+    references, hypotheses = [], []
+    device = model.encoder.feature_mean.device
+    with torch.inference_mode():
+        for chunk in bucketed_batches([cache.length(i) for i in indices], batch_frames, random.Random(0)):
+            batch = collate(cache, [indices[i] for i in chunk], model.tokenizer)
+            tokens = model.transcribe_batch(batch.features.to(device), batch.feature_lengths.to(device), streaming)
+            hypotheses += [normalize_text(model.tokenizer.decode([t for t, _ in hyp])) for hyp in tokens]
+            references += [normalize_text(text) for text in batch.texts]
+    model.train(was_training)
+    return jiwer.wer(references, [h or "<empty>" for h in hypotheses])
