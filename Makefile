@@ -18,9 +18,11 @@ $(STAMP): pyproject.toml client/pyproject.toml
 
 install: $(STAMP)
 
-# espeak-ng synthesizes the test audio; needs root (CI and the dev machines are root).
+# The TTS engines the tests synthesize with (espeak-ng, flite, mbrola voices, Pico, RHVoice; the last
+# three from Debian's contrib/non-free, which the script enables); needs root (CI and the dev machines
+# are root). Quick when they are installed already.
 system-deps:
-	@command -v espeak-ng >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq espeak-ng >/dev/null)
+	@bash training/tts/install-engines.sh
 
 serve: $(STAMP)
 	$(BIN)/asr-server
