@@ -1,4 +1,4 @@
-"""Decoding speed of the streaming path (fbank -> windows -> model.step), one stream or a batch.
+"""Decoding speed of the streaming path (the engine's StreamDecoder + BatchStepper), one stream or a batch.
 
 Prints figures and writes a JSON report. Usage:
     python benchmarks/decode_speed.py --manifest data/heldout/manifest.jsonl [--model DIR]
@@ -12,13 +12,13 @@ without it, the model's default search.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
 import torch
 from report import write_report  # benchmarks/report.py (scripts run from this folder)
 
-from server.model.checkpoint import DEFAULT_MODEL_DIR, load_model
+from server.model.checkpoint import DEFAULT_MODEL_DIR
+from server.search.loading import load_model_and_search
 from training.speed import real_time_factor
 
 
@@ -33,12 +33,12 @@ def main() -> None:
     parser.add_argument("--report", type=Path, default=Path("reports/decode_speed.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    model = load_model(args.model)
+    model, default_search = load_model_and_search(args.model)
     runs = []
-    for beam in args.beam or [model.default_search.beam]:
-        search = dataclasses.replace(model.default_search, beam=beam)
+    for beam in args.beam or [default_search.beam]:
+        search = default_search.with_options(beam=beam)
         for streams in args.streams:
-            result = real_time_factor(model, args.manifest, args.utterances, streams, search=search)
+            result = real_time_factor(model, search, args.manifest, args.utterances, streams)
             result["beam"] = beam
             print(
                 f"beam={beam} streams={streams:3d} threads={args.threads} RTF={result['real_time_factor']:.4f} "

@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from server.engine.decoder import StreamOptions
+from server.engine.endpoint import EndpointConfig
+from server.engine.offline import decode_streams
 from server.model.checkpoint import load_model
-from server.model.transducer import StepOutput, StreamingTransducer
-from server.model.windowing import FeatureWindows
-from server.search.beam import SearchConfig
+from server.model.transducer import StreamingTransducer
+from server.search.hypotheses import Hypothesis
+from server.search.options import Search
+from server.search.utterances import transcribe_utterances
 
-
-def windows_of(model: StreamingTransducer, features: np.ndarray) -> list[tuple[np.ndarray, int]]:
-    """The (window, real frames) pairs the server would cut from a whole fbank matrix (T, 80)."""
-    windows = FeatureWindows(model.feature_window, model.feature_shift)
-    windows.push(features)
-    out = []
-    while windows.ready():
-        out.append((windows.pop_window(), model.feature_window))
-    return out + windows.final_windows()
+# One utterance per stream: no endpoint fires, so a stream's final is the whole-utterance result.
+_NEVER = 10**9
+NO_ENDPOINTS = StreamOptions(interim_results=False, endpoint=EndpointConfig(_NEVER, _NEVER, _NEVER))
 
 
 def noisy_model(random_model_dir: Path) -> StreamingTransducer:
@@ -32,28 +30,22 @@ def noisy_model(random_model_dir: Path) -> StreamingTransducer:
     return model
 
 
-def round_robin_steps(
-    model: StreamingTransducer, utterances: list[np.ndarray], start_at: list[int], search: SearchConfig | None = None
-) -> Iterator[tuple[list[int], StepOutput]]:
-    """Batch the streams of ``utterances`` (fbank (T_i, 80)) as the engine does: at every step,
-    one window of each stream that has joined (stream i joins at step ``start_at[i]``) and has
-    windows left, through one slot pool. Yields the batch's stream indices and the step output.
-    """
-    pending = [windows_of(model, u) for u in utterances]
-    pool = model.init_state(len(utterances), search=search)
-    step = 0
-    while any(pending):
-        rows = [i for i, p in enumerate(pending) if p and step >= start_at[i]]
-        step += 1
-        if not rows:
-            continue
-        windows = [pending[i].pop(0) for i in rows]
-        index = torch.tensor(rows)
-        out = model.step(
-            torch.from_numpy(np.stack([w for w, _ in windows])),
-            torch.tensor([r for _, r in windows]),
-            pool.select(index),
-            search,
-        )
-        pool.assign_(index, out.state)
-        yield rows, out
+def streamed_tokens(
+    model: StreamingTransducer,
+    search: Search,
+    utterances: Sequence[np.ndarray],
+    join_at: Sequence[int] | None = None,
+    piece_frames: int = 17,
+) -> list[Hypothesis]:
+    """Each fbank matrix (T_i, 80) streamed through the engine's decoders and batch stepper, batched
+    round-robin (stream i joins at round ``join_at[i]``): the final result's tokens."""
+    pieces = [[u[start : start + piece_frames] for start in range(0, len(u), piece_frames)] for u in utterances]
+    results = decode_streams(model, search, pieces, NO_ENDPOINTS, join_at=join_at, features=True)
+    return [
+        [pair for update in updates for r in update.results if r.is_final for pair in r.tokens] for updates in results
+    ]
+
+
+def whole_tokens(model: StreamingTransducer, search: Search, features: np.ndarray) -> Hypothesis:
+    """The whole-utterance decoding of one fbank matrix (T, 80) with the streaming mask."""
+    return transcribe_utterances(model, search, torch.from_numpy(features)[None], torch.tensor([features.shape[0]]))[0]

@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from model_helpers import noisy_model, round_robin_steps, windows_of
+from model_helpers import noisy_model, streamed_tokens, whole_tokens
 
 from server.model.transducer import StreamingTransducer
-from server.search.beam import (
-    SearchConfig,
-    _merge_duplicates,
-    beam_search_frames,
-    beam_updates,
-    init_beam_state,
-    relink,
-)
+from server.search.beam import _merge_duplicates, beam_search_frames
+from server.search.greedy import greedy_search_frames
+from server.search.hypotheses import beam_updates, init_beam_state
 from server.search.ngram_lm import TokenNgramLM, build_ngram_lm
+from server.search.options import Search, SearchOptions, SearchResources
 
 
 @pytest.fixture(scope="module")
@@ -35,20 +30,20 @@ def lm(model: StreamingTransducer) -> TokenNgramLM:
     return build_ngram_lm(sentences, vocab, order=3)
 
 
-def _search(lm: TokenNgramLM) -> SearchConfig:
-    return SearchConfig(beam=4, lm=lm, lm_weight=0.5, token_bonus=0.5)
+def _search(lm: TokenNgramLM) -> Search:
+    return Search(SearchOptions(beam=4, lm_weight=0.5, token_bonus=0.5), SearchResources(token_lm=lm))
 
 
-def _decode_alone(model: StreamingTransducer, features: np.ndarray, search: SearchConfig) -> list[tuple[int, int]]:
-    state = model.init_state(1, search=search)
-    hypotheses: list[list[tuple[int, int]]] = [[] for _ in range(search.beam)]
-    best = 0
-    for window, real in windows_of(model, features):
-        out = model.step(torch.from_numpy(window)[None], torch.tensor([real]), state, search)
-        (update,) = beam_updates(out.trace, out.state.beam_scores)
-        hypotheses = relink(hypotheses, update)
-        state, best = out.state, update.best
-    return hypotheses[best]
+def _beams(model: StreamingTransducer, batch: int, search: Search):
+    context = model.config.decoder.context_size
+    return init_beam_state(batch, search.beam, context, search.lm_context_size, model.tokenizer.blank_id)
+
+
+def _run(model: StreamingTransducer, search: Search, encoder_out: torch.Tensor, lengths: torch.Tensor, kernel):
+    start = torch.zeros(encoder_out.shape[0], dtype=torch.int64)
+    with torch.no_grad():
+        state, trace = kernel(model, encoder_out, lengths, _beams(model, encoder_out.shape[0], search), start)
+    return beam_updates(trace, state.scores)
 
 
 def test_streamed_beam_search_equals_whole_utterance(model: StreamingTransducer, lm: TokenNgramLM) -> None:
@@ -56,12 +51,8 @@ def test_streamed_beam_search_equals_whole_utterance(model: StreamingTransducer,
     rng = np.random.default_rng(0)
     for num_frames in (9, 64, 157):
         features = rng.standard_normal((num_frames, 80)).astype(np.float32)
-        streamed = _decode_alone(model, features, search)
-        with torch.no_grad():
-            whole = model.transcribe_batch(torch.from_numpy(features)[None], torch.tensor([num_frames]), search=search)[
-                0
-            ]
-        assert streamed == whole
+        (streamed,) = streamed_tokens(model, search, [features])
+        assert streamed == whole_tokens(model, search, features)
         assert len(streamed) > 0
         frames = [frame for _, frame in streamed]
         assert frames == sorted(frames) and len(set(frames)) == len(frames)  # one token per frame at most
@@ -71,14 +62,9 @@ def test_batched_beam_streams_at_different_positions_equal_alone(model: Streamin
     search = _search(lm)
     rng = np.random.default_rng(1)
     utterances = [rng.standard_normal((n, 80)).astype(np.float32) for n in (157, 60, 111, 23)]
-    expected = [_decode_alone(model, u, search) for u in utterances]
-    hypotheses = [[[] for _ in range(search.beam)] for _ in utterances]
-    best = [0] * len(utterances)
-    for rows, out in round_robin_steps(model, utterances, start_at=[0, 2, 3, 5], search=search):
-        for row, update in zip(rows, beam_updates(out.trace, out.state.beam_scores), strict=True):
-            hypotheses[row] = relink(hypotheses[row], update)
-            best[row] = update.best
-    assert [h[b] for h, b in zip(hypotheses, best, strict=True)] == expected
+    expected = [streamed_tokens(model, search, [u])[0] for u in utterances]
+    assert streamed_tokens(model, search, utterances, join_at=[0, 2, 3, 5]) == expected
+    assert all(expected)
 
 
 def test_beam_of_one_is_greedy_search_with_one_symbol_per_frame(model: StreamingTransducer) -> None:
@@ -87,14 +73,15 @@ def test_beam_of_one_is_greedy_search_with_one_symbol_per_frame(model: Streaming
     one_symbol.eval()
     encoder_out = torch.randn(3, 40, model.config.encoder.d_model)
     lengths = torch.tensor([40, 25, 7])
-    with torch.no_grad():
-        context = torch.zeros(3, model.config.decoder.context_size, dtype=torch.int64)
-        greedy, _ = one_symbol.greedy_decode(encoder_out, lengths, context)
-        beam_of_one = SearchConfig(beam=1)
-        state = init_beam_state(3, beam_of_one, model.config.decoder.context_size, model.tokenizer.blank_id)
-        state, trace = beam_search_frames(one_symbol, encoder_out, lengths, state, beam_of_one)
-    assert [update.added[0] for update in beam_updates(trace, state.scores)] == greedy
-    assert sum(map(len, greedy)) > 0
+    beam_of_one = Search(SearchOptions(beam=1))
+    greedy = _run(one_symbol, beam_of_one, encoder_out, lengths, greedy_search_frames)
+
+    def beam_kernel(*args):
+        return beam_search_frames(*args[:4], beam_of_one, args[4])
+
+    beam = _run(one_symbol, beam_of_one, encoder_out, lengths, beam_kernel)
+    assert [u.added for u in beam] == [u.added for u in greedy]
+    assert sum(len(u.added[0]) for u in greedy) > 0
 
 
 def test_equal_hypotheses_are_merged_by_log_adding_their_scores() -> None:
@@ -113,22 +100,28 @@ def test_lm_fusion_pulls_the_search_towards_the_lm(model: StreamingTransducer) -
     encoder_out = torch.randn(2, 30, model.config.encoder.d_model)
     lengths = torch.tensor([30, 30])
 
-    def share_of_fives(search: SearchConfig) -> float:
-        with torch.no_grad():
-            state = init_beam_state(2, search, model.config.decoder.context_size, model.tokenizer.blank_id)
-            state, trace = beam_search_frames(model, encoder_out, lengths, state, search)
-        tokens = [t for update in beam_updates(trace, state.scores) for t, _ in update.added[update.best]]
+    def share_of_fives(search: Search) -> float:
+        def kernel(*args):
+            return beam_search_frames(*args[:4], search, args[4])
+
+        updates = _run(model, search, encoder_out, lengths, kernel)
+        tokens = [t for update in updates for t, _ in update.added[update.best]]
         return sum(t == 5 for t in tokens) / max(len(tokens), 1)
 
-    plain = SearchConfig(beam=4)
-    fused = dataclasses.replace(plain, lm=fives, lm_weight=3.0, token_bonus=3.0)
+    plain = Search(SearchOptions(beam=4), SearchResources(token_lm=fives))
+    fused = Search(SearchOptions(beam=4, lm_weight=3.0, token_bonus=3.0), SearchResources(token_lm=fives))
     assert share_of_fives(fused) > 0.8 > share_of_fives(plain) + 0.3
 
 
 def test_state_made_for_another_search_is_refused(model: StreamingTransducer, lm: TokenNgramLM) -> None:
     """A beam state without LM context cannot silently run a search that fuses an LM."""
-    state = init_beam_state(1, SearchConfig(beam=4), model.config.decoder.context_size, model.tokenizer.blank_id)
-    with pytest.raises(ValueError, match="make the state with the same SearchConfig"):
+    state = _beams(model, 1, Search(SearchOptions(beam=4)))
+    with pytest.raises(ValueError, match="make the state with the same Search"):
         beam_search_frames(
-            model, torch.randn(1, 3, model.config.encoder.d_model), torch.tensor([3]), state, _search(lm)
+            model,
+            torch.randn(1, 3, model.config.encoder.d_model),
+            torch.tensor([3]),
+            state,
+            _search(lm),
+            torch.zeros(1, dtype=torch.int64),
         )

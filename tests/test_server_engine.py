@@ -13,16 +13,18 @@ import torch
 from model_helpers import noisy_model
 from random_model import save_random_model
 
-from server.engine.endpoint import EndpointConfig, Endpointer
+from server.engine.decoder import StreamOptions, Update
+from server.engine.endpoint import EndpointConfig
 from server.engine.engine import Engine
-from server.engine.session import MAX_BACKLOG_SECONDS, SessionOptions, Update
+from server.engine.session import MAX_BACKLOG_SECONDS
 from server.engine.slots import SlotAllocator, SlotExhaustedError
 from server.engine.transcript import Utterance, utterance_results, words_of
 from server.model.checkpoint import load_model
 from server.model.frontend import compute_fbank
-from server.search.beam import SearchConfig
 from server.search.ngram_lm import build_ngram_lm
-from server.search.rescoring import Rescorer, build_word_lm
+from server.search.options import RescoringOptions, Search, SearchOptions, SearchResources
+from server.search.rescoring import WordLM, build_word_lm
+from server.search.utterances import search_utterances, transcribe_utterances
 
 
 class FakeTokenizer:
@@ -86,17 +88,6 @@ def test_channel_change_tokens_are_dropped_without_multi_talker() -> None:
     assert [(r.channel, r.transcript, r.words) for r in results] == [(0, "hel world", ())]
 
 
-def test_endpointer_rules() -> None:
-    endpointer = Endpointer(EndpointConfig(trailing_silence_ms=200, max_utterance_ms=1000), frame_shift_ms=40)
-    assert endpointer.silence_frames == 5 and endpointer.max_frames == 25
-    assert not endpointer.is_endpoint(100, None), "silence alone never ends an utterance"
-    assert not endpointer.is_endpoint(14, last_token_frame=10)
-    assert endpointer.is_endpoint(16, last_token_frame=10)
-    endpointer.skip_silence(10)
-    assert not endpointer.is_endpoint(34, last_token_frame=33)
-    assert endpointer.is_endpoint(35, last_token_frame=34), "maximum length cuts ongoing speech"
-
-
 def test_slot_allocator_reuses_lowest_free_slot() -> None:
     slots = SlotAllocator(3)
     assert [slots.allocate() for _ in range(3)] == [0, 1, 2]
@@ -112,7 +103,7 @@ def _sine_noise(seconds: float, seed: int) -> np.ndarray:
     return (0.3 * np.sin(2 * np.pi * 300 * t) + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
 
 
-async def _run_session(engine: Engine, audio: np.ndarray, chunk: int, options: SessionOptions) -> list[Update]:
+async def _run_session(engine: Engine, audio: np.ndarray, chunk: int, options: StreamOptions) -> list[Update]:
     session = engine.open_session(options)
 
     async def feed() -> None:
@@ -131,19 +122,24 @@ async def _run_session(engine: Engine, audio: np.ndarray, chunk: int, options: S
     return updates
 
 
-def _rescorer_for_a_runner_up(model, features: np.ndarray, search: SearchConfig) -> tuple[Rescorer, str]:
-    """A word-LM rescorer that knows only one non-best hypothesis of the whole-utterance search,
-    so it must overrule the search's choice; returns it with that hypothesis' text."""
-    update = model.beam_hypotheses(
-        torch.from_numpy(features)[None], torch.tensor([features.shape[0]]), streaming=True, search=search
-    )[0].update
+def _word_lm_for_a_runner_up(model, features: np.ndarray, search: Search) -> tuple[WordLM, str]:
+    """A word LM that knows only one non-best hypothesis of the whole-utterance search, so that
+    rescoring with it must overrule the search's choice; returns it with that hypothesis' text."""
+    update = search_utterances(model, search, torch.from_numpy(features)[None], torch.tensor([features.shape[0]]))[
+        0
+    ].update
     texts = [model.tokenizer.decode([t for t, _ in hypothesis]).strip() for hypothesis in update.added]
     runner_up = next(
         text
         for k, text in enumerate(texts)
         if k != update.best and update.scores[k] > -math.inf and text != texts[update.best]
     )
-    return Rescorer(build_word_lm([runner_up] * 10, order=2, min_count=1), weight=5.0, oov_penalty=20.0), runner_up
+    return build_word_lm([runner_up] * 10, order=2, min_count=1), runner_up
+
+
+def _text_of(model, search: Search, features: np.ndarray) -> tuple[str, list[tuple[int, int]]]:
+    tokens = transcribe_utterances(model, search, torch.from_numpy(features)[None], torch.tensor([features.shape[0]]))
+    return model.tokenizer.decode([t for t, _ in tokens[0]]).strip(), tokens[0]
 
 
 @pytest.mark.parametrize("method", ["greedy", "beam+lm", "beam+lm+rescoring", "beam+lm+rescoring+ctc"])
@@ -156,39 +152,34 @@ def test_engine_equals_whole_utterance_decoding(random_model_dir: Path, tmp_path
     """
     with_ctc = method.endswith("+ctc")
     model = noisy_model(save_random_model(tmp_path / "ctc", ctc_head=True) if with_ctc else random_model_dir)
-    search = SearchConfig()
+    search = Search()
     if method.startswith("beam+lm"):
         rng = np.random.default_rng(5)
         vocab = model.tokenizer.vocab_size
         lm = build_ngram_lm([rng.integers(1, vocab, size=8).tolist() for _ in range(200)], vocab, order=3)
-        search = SearchConfig(beam=4, lm=lm, lm_weight=0.5, token_bonus=0.5)
+        search = Search(SearchOptions(beam=4, lm_weight=0.5, token_bonus=0.5), SearchResources(token_lm=lm))
     audio = _sine_noise(2.3, seed=0)
     features = compute_fbank(audio, 16000, model.config.features)
+    search_best, _ = _text_of(model, search, features)
     if method == "beam+lm+rescoring":
-        rescorer, runner_up = _rescorer_for_a_runner_up(model, features, search)
-        search = dataclasses.replace(search, rescorer=rescorer)
+        word_lm, runner_up = _word_lm_for_a_runner_up(model, features, search)
+        search = Search(
+            dataclasses.replace(search.options, rescoring=RescoringOptions(weight=5.0, oov_penalty=20.0)),
+            dataclasses.replace(search.resources, word_lm=word_lm),
+        )
     if with_ctc:
         # A word LM that knows nothing of these texts (weight 0): only the CTC head can overrule the search.
-        search_best = model.tokenizer.decode(
-            [
-                t
-                for t, _ in model.transcribe_batch(
-                    torch.from_numpy(features)[None], torch.tensor([features.shape[0]]), search=search
-                )[0]
-            ]
-        ).strip()
-        rescorer = Rescorer(build_word_lm(["a b c"] * 3, order=2, min_count=1), weight=0.0, ctc_weight=1.0)
-        search = dataclasses.replace(search, rescorer=rescorer)
-    offline = model.transcribe_batch(
-        torch.from_numpy(features)[None], torch.tensor([features.shape[0]]), search=search
-    )[0]
+        search = Search(
+            dataclasses.replace(search.options, rescoring=RescoringOptions(weight=0.0, ctc_weight=1.0)),
+            dataclasses.replace(search.resources, word_lm=build_word_lm(["a b c"] * 3, order=2, min_count=1)),
+        )
+    expected, offline = _text_of(model, search, features)
     assert offline, "the noisy random model should emit tokens"
-    expected = model.tokenizer.decode([t for t, _ in offline]).strip()
     if method == "beam+lm+rescoring":
         assert expected == runner_up  # the rescorer, not the search score, chose the final
     if with_ctc:
         assert expected != search_best  # the CTC head, not the search score, chose the final
-    no_endpoints = SessionOptions(endpoint=EndpointConfig(trailing_silence_ms=60_000, max_utterance_ms=60_000))
+    no_endpoints = StreamOptions(endpoint=EndpointConfig(60_000, 60_000, 60_000))
 
     async def run() -> list[Update]:
         engine = Engine(model, "cpu", capacity=4, max_batch_size=4, max_wait_s=0.001, search=search)
@@ -206,7 +197,7 @@ def test_engine_equals_whole_utterance_decoding(random_model_dir: Path, tmp_path
 
 def test_scheduler_batches_streams_and_frees_slots(random_model_dir: Path) -> None:
     model = load_model(random_model_dir)
-    options = SessionOptions(endpoint=EndpointConfig(max_utterance_ms=600))
+    options = StreamOptions(endpoint=EndpointConfig(max_utterance_ms=600))
 
     async def run() -> tuple[list[list[Update]], list[list[Update]], int, int]:
         engine = Engine(model, "cpu", capacity=8, max_batch_size=8, max_wait_s=0.05)
@@ -230,7 +221,7 @@ def test_backlog_pauses_reading_until_the_model_catches_up(random_model_dir: Pat
 
     async def run() -> tuple[bool, bool]:
         engine = Engine(model, "cpu", capacity=2, max_batch_size=2, max_wait_s=0.001)
-        session = engine.open_session(SessionOptions())  # scheduler not started: nothing is consumed
+        session = engine.open_session(StreamOptions())  # scheduler not started: nothing is consumed
         session.accept_audio(_sine_noise(MAX_BACKLOG_SECONDS + 1, seed=0))
         waiter = asyncio.create_task(session.wait_for_capacity())
         await asyncio.sleep(0.01)
@@ -250,21 +241,21 @@ def test_a_failing_model_step_fails_its_streams_but_not_the_engine(random_model_
     async def run() -> tuple[str, list[Update]]:
         engine = Engine(model, "cpu", capacity=2, max_batch_size=2, max_wait_s=0.001)
         await engine.start(warmup=False)
-        real_step = model.step
+        real_step = model.encode_chunk
 
         def broken_step(*args, **kwargs):
             raise RuntimeError("device lost")
 
-        model.step = broken_step  # type: ignore[method-assign]
+        model.encode_chunk = broken_step  # type: ignore[method-assign]
         try:
-            await _run_session(engine, _sine_noise(0.5, seed=1), 1600, SessionOptions())
+            await _run_session(engine, _sine_noise(0.5, seed=1), 1600, StreamOptions())
         except RuntimeError as error:
             message = str(error)
         else:
             message = ""
         finally:
-            model.step = real_step  # type: ignore[method-assign]
-        updates = await _run_session(engine, _sine_noise(0.5, seed=1), 1600, SessionOptions())
+            model.encode_chunk = real_step  # type: ignore[method-assign]
+        updates = await _run_session(engine, _sine_noise(0.5, seed=1), 1600, StreamOptions())
         await engine.stop()
         assert engine.free_slots == 2
         return message, updates

@@ -1,8 +1,8 @@
 """``asr-train eval``: WER/CER of a model on a manifest, streaming (default) or offline.
 
-Streaming mode decodes with the serving attention mask, which computes exactly what the
-chunk-by-chunk server computes (tests/test_streaming_equivalence.py); offline mode uses
-full context. The last printed line is a JSON summary.
+Streaming mode decodes through the engine's own per-stream decoder and batch stepper
+(``server.engine.offline``), chunk by chunk with endpointing, as the server does; offline
+mode decodes whole utterances with full context. The last printed line is a JSON summary.
 """
 
 from __future__ import annotations
@@ -14,16 +14,25 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import jiwer
+import numpy as np
+import soxr
 import torch
 
-from server.model.checkpoint import DEFAULT_MODEL_DIR, load_model
+from server.engine.decoder import StreamOptions
+from server.engine.offline import decode_streams, final_text, in_pieces
+from server.model.checkpoint import DEFAULT_MODEL_DIR
+from server.model.frames import fbank_frames_per_second
 from server.model.frontend import compute_fbank
 from server.model.transducer import StreamingTransducer
-from server.search.beam import SearchConfig
-from server.search.ngram_lm import TokenNgramLM
-from server.search.rescoring import Rescorer, WordLM
+from server.search.loading import load_model_and_search
+from server.search.options import Search
+from server.search.utterances import transcribe_utterances
 from training.manifest import read_audio, read_manifest
+from training.search_arguments import add_search_arguments, describe_search, search_from_arguments
 from training.text_normalize import normalize_text
+
+# Audio piece the streaming mode feeds each stream per round (100 ms at 16 kHz), as a client would send.
+STREAM_PIECE_SAMPLES = 1600
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,47 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", choices=["streaming", "offline"], default="streaming")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-seconds", type=float, default=120.0, help="audio per decoding batch")
-    # Search options default to the model's config.json decoding section (what its card measured).
-    parser.add_argument("--beam", type=int, help="beam size, 1 = greedy search (default: the model's)")
-    parser.add_argument("--lm", type=Path, help="token n-gram LM for shallow fusion (default: the model's)")
-    parser.add_argument("--lm-weight", type=float, help="LM weight in beam search (default: the model's)")
-    parser.add_argument("--token-bonus", type=float, help="score added per emitted token (default: the model's)")
-    parser.add_argument("--word-lm", type=Path, help="word LM rescoring final hypotheses (default: the model's)")
-    parser.add_argument("--no-rescoring", action="store_true", help="final result = best search score")
-    parser.add_argument("--rescore-weight", type=float, help="word LM weight in rescoring (default: the model's)")
-    parser.add_argument("--word-bonus", type=float, help="rescoring score per word (default: the model's)")
-    parser.add_argument("--oov-penalty", type=float, help="rescoring penalty per unknown word (default: the model's)")
-    parser.add_argument("--ctc-weight", type=float, help="CTC head weight in rescoring (default: the model's)")
-
-
-def search_from_arguments(model: StreamingTransducer, args: argparse.Namespace) -> SearchConfig:
-    """The model's default search with the options given on the command line replaced."""
-    default = model.default_search
-    if args.ctc_weight and model.ctc_head is None:
-        raise SystemExit(f"--ctc-weight: model {model.config.name} has no CTC head")
-    lm = TokenNgramLM.load(args.lm) if args.lm else default.lm
-    return SearchConfig(
-        beam=default.beam if args.beam is None else args.beam,
-        lm=lm,
-        lm_weight=0.0 if lm is None else (default.lm_weight if args.lm_weight is None else args.lm_weight),
-        token_bonus=default.token_bonus if args.token_bonus is None else args.token_bonus,
-        rescorer=None if args.no_rescoring else rescorer_from_arguments(default.rescorer, args),
-    )
-
-
-def rescorer_from_arguments(default: Rescorer | None, args: argparse.Namespace) -> Rescorer | None:
-    """The model's rescorer (or one with ``--word-lm``), its weights replaced where given."""
-    lm = WordLM.load(args.word_lm) if args.word_lm else (default.lm if default else None)
-    if lm is None:
-        return None
-    base = default or Rescorer(lm, weight=0.5)
-    return Rescorer(
-        lm,
-        weight=base.weight if args.rescore_weight is None else args.rescore_weight,
-        word_bonus=base.word_bonus if args.word_bonus is None else args.word_bonus,
-        oov_penalty=base.oov_penalty if args.oov_penalty is None else args.oov_penalty,
-        ctc_weight=base.ctc_weight if args.ctc_weight is None else args.ctc_weight,
-    )
+    add_search_arguments(parser)
 
 
 def pad_features(features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -80,51 +49,81 @@ def pad_features(features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tens
     return torch.nn.utils.rnn.pad_sequence(features, batch_first=True), torch.tensor([f.shape[0] for f in features])
 
 
-def transcribe_features(
-    model: StreamingTransducer, features: list[torch.Tensor], streaming: bool, search: SearchConfig | None = None
-) -> list[str]:
-    """Transcripts of fbank matrices (T_i, 80), decoded as one padded batch (greedy by default)."""
-    padded, lengths = pad_features(features)
-    with torch.inference_mode():
-        tokens = model.transcribe_batch(padded, lengths, streaming=streaming, search=search)
-    return [model.tokenizer.decode([t for t, _ in hyp]) for hyp in tokens]
-
-
-def feature_batches(
+def audio_batches(
     model: StreamingTransducer, manifest: Path, batch_seconds: float
-) -> Iterator[list[tuple[str, torch.Tensor, float]]]:
-    """The manifest's utterances as (reference, fbank (T, 80), audio seconds), about ``batch_seconds`` a batch."""
-    pending: list[tuple[str, torch.Tensor, float]] = []
+) -> Iterator[list[tuple[str, np.ndarray]]]:
+    """The manifest's utterances as (reference, float32 samples at the model's rate), ~``batch_seconds`` a batch."""
+    rate = model.config.sample_rate
+    pending: list[tuple[str, np.ndarray]] = []
     for utterance in read_manifest(manifest):
-        samples, rate = read_audio(utterance.audio)
-        features = torch.from_numpy(compute_fbank(samples, rate, model.config.features))
-        pending.append((utterance.text, features, len(samples) / rate))
-        if sum(f.shape[0] for _, f, _ in pending) / 100 >= batch_seconds:
+        samples, source_rate = read_audio(utterance.audio)
+        if samples.ndim > 1:
+            samples = samples.mean(axis=1)
+        if source_rate != rate:
+            samples = soxr.resample(samples, source_rate, rate)
+        pending.append((utterance.text, samples.astype(np.float32, copy=False)))
+        if sum(s.size for _, s in pending) / rate >= batch_seconds:
             yield pending
             pending = []
     if pending:
         yield pending
 
 
+def feature_batches(
+    model: StreamingTransducer, manifest: Path, batch_seconds: float
+) -> Iterator[list[tuple[str, torch.Tensor]]]:
+    """The manifest's utterances as (reference, fbank (T, 80)), about ``batch_seconds`` of audio a batch."""
+    frames_per_second = fbank_frames_per_second(model.config.features)
+    pending: list[tuple[str, torch.Tensor]] = []
+    for utterance in read_manifest(manifest):
+        samples, rate = read_audio(utterance.audio)
+        pending.append((utterance.text, torch.from_numpy(compute_fbank(samples, rate, model.config.features))))
+        if sum(f.shape[0] for _, f in pending) / frames_per_second >= batch_seconds:
+            yield pending
+            pending = []
+    if pending:
+        yield pending
+
+
+def _transcripts(
+    model: StreamingTransducer, search: Search, manifest: Path, streaming: bool, batch_seconds: float
+) -> Iterator[tuple[str, str, float]]:
+    """(reference, hypothesis, audio seconds) of each utterance."""
+    if streaming:
+        options = StreamOptions(interim_results=False)
+        for audio_batch in audio_batches(model, manifest, batch_seconds):
+            pieces = [in_pieces(samples, STREAM_PIECE_SAMPLES) for _, samples in audio_batch]
+            for (reference, samples), updates in zip(
+                audio_batch, decode_streams(model, search, pieces, options), strict=True
+            ):
+                yield reference, final_text(updates), samples.size / model.config.sample_rate
+        return
+    frames_per_second = fbank_frames_per_second(model.config.features)
+    for feature_batch in feature_batches(model, manifest, batch_seconds):
+        padded, lengths = pad_features([f for _, f in feature_batch])
+        tokens = transcribe_utterances(model, search, padded, lengths, streaming=False)
+        for (reference, features), hypothesis in zip(feature_batch, tokens, strict=True):
+            text = model.tokenizer.decode([t for t, _ in hypothesis])
+            yield reference, text, features.shape[0] / frames_per_second
+
+
 def evaluate(
     model: StreamingTransducer,
+    search: Search,
     manifest: Path,
     streaming: bool,
     batch_seconds: float = 120.0,
     print_lines: bool = True,
-    search: SearchConfig | None = None,
 ) -> dict:
     references, hypotheses = [], []
     started = time.perf_counter()
     audio_seconds = 0.0
-    for batch in feature_batches(model, manifest, batch_seconds):
-        texts = transcribe_features(model, [f for _, f, _ in batch], streaming, search)
-        for (reference, _, seconds), hypothesis in zip(batch, texts, strict=True):
-            audio_seconds += seconds
-            references.append(normalize_text(reference))
-            hypotheses.append(normalize_text(hypothesis))
-            if print_lines:
-                print(json.dumps({"ref": references[-1], "hyp": hypotheses[-1]}))
+    for reference, hypothesis, seconds in _transcripts(model, search, manifest, streaming, batch_seconds):
+        audio_seconds += seconds
+        references.append(normalize_text(reference))
+        hypotheses.append(normalize_text(hypothesis))
+        if print_lines:
+            print(json.dumps({"ref": references[-1], "hyp": hypotheses[-1]}))
     elapsed = time.perf_counter() - started
     # jiwer rejects empty hypotheses in some versions; an empty string is a deletion of all words.
     safe_hyps = [h if h else "<empty>" for h in hypotheses]
@@ -138,24 +137,11 @@ def evaluate(
     }
 
 
-def describe_search(search: SearchConfig) -> dict:
-    if search.beam == 1:
-        return {"beam": 1, "method": "greedy"}
-    return {
-        "beam": search.beam,
-        "method": "modified beam search",
-        "lm_order": search.lm.order if search.lm else None,
-        "lm_weight": search.lm_weight,
-        "token_bonus": search.token_bonus,
-        "rescoring": search.rescorer.describe() if search.rescorer else None,
-    }
-
-
 def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
-    model = load_model(args.model)
-    search = search_from_arguments(model, args)
-    summary = evaluate(model, args.manifest, args.mode == "streaming", args.batch_seconds, search=search)
+    model, default_search = load_model_and_search(args.model)
+    search = search_from_arguments(model, default_search, args)
+    summary = evaluate(model, search, args.manifest, args.mode == "streaming", args.batch_seconds)
     summary["search"] = describe_search(search)
     summary["model"] = model.config.name
     print(json.dumps(summary))

@@ -18,9 +18,11 @@ from pathlib import Path
 
 import torch
 
-from server.model.checkpoint import MODEL_CARD_FILE, load_model
-from server.search.beam import SearchConfig
-from training.evaluate import describe_search, evaluate
+from server.model.checkpoint import MODEL_CARD_FILE
+from server.search.loading import load_model_and_search
+from server.search.options import Search
+from training.evaluate import evaluate
+from training.search_arguments import describe_search, greedy_variant
 from training.speed import real_time_factor
 
 
@@ -66,6 +68,7 @@ def _search_text(search: dict) -> str:
 
 def render_card(
     model,
+    search: Search,
     streaming: dict,
     offline: dict,
     speed: dict,
@@ -77,10 +80,10 @@ def render_card(
     c = model.config
     e = c.encoder
     default_search = _search_text(streaming["search"])
-    lm = model.default_search.lm
+    lm = search.fused_lm
     lm_line = (
         ""
-        if lm is None or model.default_search.beam == 1
+        if lm is None
         else (
             f"- LM: `asr-train lm`, {lm.order}-gram over the tokenizer's pieces, interpolated Kneser-Ney, "
             f"{lm.num_entries} n-grams, from {lm.info.get('sentences', '?')} sentences "
@@ -127,7 +130,7 @@ training, with noise, gain, silence and sample-rate variety.
 {greedy_rows}
 Default search: {default_search}.
 
-Decoding speed, streaming path (fbank, windows, `model.step`, default search), one stream, one thread:
+Decoding speed, streaming path (the engine's stream decoder and batch stepper, default search), one stream, one thread:
 real-time factor **{speed["real_time_factor"]:.3f}** ({speed["audio_seconds"]:.0f} s of audio in
 {speed["compute_seconds"]:.1f} s) on {platform.machine()} with torch {torch.__version__}.{greedy_speed}
 
@@ -158,24 +161,24 @@ Lowercase output without punctuation; numbers come out as words.
 
 def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)  # the speed figures are for one core
-    model = load_model(args.model)
-    speed = real_time_factor(model, args.heldout, args.speed_utterances)
-    greedy_search = SearchConfig()
-    greedy_speed = real_time_factor(model, args.heldout, args.speed_utterances, search=greedy_search)
+    model, search = load_model_and_search(args.model)
+    speed = real_time_factor(model, search, args.heldout, args.speed_utterances)
+    greedy_search = greedy_variant(search)
+    greedy_speed = real_time_factor(model, greedy_search, args.heldout, args.speed_utterances)
     torch.set_num_threads(2)
-    streaming = evaluate(model, args.heldout, streaming=True, print_lines=False)
-    offline = evaluate(model, args.heldout, streaming=False, print_lines=False)
-    streaming["search"] = offline["search"] = describe_search(model.default_search)
-    greedy = None
-    if model.default_search.beam > 1:
-        greedy = evaluate(model, args.heldout, streaming=True, print_lines=False, search=greedy_search)
-        greedy["speed"] = greedy_speed
+    streaming = evaluate(model, search, args.heldout, streaming=True, print_lines=False)
+    offline = evaluate(model, search, args.heldout, streaming=False, print_lines=False)
+    streaming["search"] = offline["search"] = describe_search(search)
+    greedy_result = None
+    if search.beam > 1:
+        greedy_result = evaluate(model, greedy_search, args.heldout, streaming=True, print_lines=False)
+        greedy_result["speed"] = greedy_speed
     streaming["manifest"] = str(args.heldout)
     trainer_json = args.trainer_json or args.model / "trainer.json"
     trainer = json.loads(trainer_json.read_text()) if trainer_json.is_file() else {}
     data = _training_data_summary(args.train_manifest)
     command = "asr-train " + shlex.join(sys.argv[1:]) if sys.argv[0].endswith("asr-train") else "asr-train card …"
-    card = render_card(model, streaming, offline, speed, data, trainer, command, greedy)
+    card = render_card(model, search, streaming, offline, speed, data, trainer, command, greedy_result)
     (args.model / MODEL_CARD_FILE).write_text(card)
     print(
         json.dumps(

@@ -1,4 +1,4 @@
-"""Decoding speed of the real streaming path: FbankStream -> FeatureWindows -> model.step."""
+"""Decoding speed of the real streaming path: the engine's per-stream decoders and batch stepper."""
 
 from __future__ import annotations
 
@@ -9,50 +9,25 @@ import numpy as np
 import soxr
 import torch
 
-from server.model.frontend import FbankStream
+from server.engine.decoder import StreamOptions
+from server.engine.offline import decode_streams, in_pieces
 from server.model.transducer import StreamingTransducer
-from server.model.windowing import FeatureWindows
-from server.search.beam import SearchConfig
+from server.search.options import Search
 from training.manifest import read_audio, read_manifest
 
 
 def stream_seconds(
-    model: StreamingTransducer,
-    samples: np.ndarray,
-    streams: int = 1,
-    piece: int = 1600,
-    search: SearchConfig | None = None,
+    model: StreamingTransducer, search: Search, samples: np.ndarray, streams: int = 1, piece: int = 1600
 ) -> float:
-    """Compute seconds to stream 16 kHz ``samples`` through ``streams`` identical streams in one batch.
-
-    ``search`` defaults to the model's own (``default_search``).
-    """
-    search = search or model.default_search
-    fbank = FbankStream(model.config.features)
-    windows = FeatureWindows(model.feature_window, model.feature_shift)
-    state = model.init_state(streams, search=search)
+    """Compute seconds to stream 16 kHz ``samples`` through ``streams`` identical streams in one batch."""
+    pieces = in_pieces(samples, piece)
     started = time.perf_counter()
-
-    def run(window: np.ndarray, real: int) -> None:
-        nonlocal state
-        features = torch.from_numpy(window)[None].expand(streams, -1, -1).contiguous()
-        state = model.step(features, torch.full((streams,), real), state, search).state
-
-    for start in range(0, len(samples), piece):
-        windows.push(fbank.accept(samples[start : start + piece]))
-        while windows.ready():
-            run(windows.pop_window(), model.feature_window)
-    for window, real in windows.final_windows():
-        run(window, real)
+    decode_streams(model, search, [pieces] * streams, StreamOptions())
     return time.perf_counter() - started
 
 
 def real_time_factor(
-    model: StreamingTransducer,
-    manifest: Path,
-    utterances: int = 50,
-    streams: int = 1,
-    search: SearchConfig | None = None,
+    model: StreamingTransducer, search: Search, manifest: Path, utterances: int = 50, streams: int = 1
 ) -> dict:
     """Compute time over audio time for the first ``utterances`` of a manifest."""
     audio_seconds = compute_seconds = 0.0
@@ -61,7 +36,7 @@ def real_time_factor(
         if rate != model.config.sample_rate:
             samples = soxr.resample(samples, rate, model.config.sample_rate).astype(np.float32)
         audio_seconds += len(samples) / model.config.sample_rate * streams
-        compute_seconds += stream_seconds(model, samples, streams, search=search)
+        compute_seconds += stream_seconds(model, search, samples, streams)
     return {
         "streams": streams,
         "threads": torch.get_num_threads(),

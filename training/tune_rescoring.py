@@ -11,7 +11,6 @@ Tune on a validation set, never on the held-out set the card reports.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import itertools
 import json
 import math
@@ -22,10 +21,13 @@ from pathlib import Path
 import jiwer
 import torch
 
-from server.model.checkpoint import DEFAULT_MODEL_DIR, load_model
+from server.model.checkpoint import DEFAULT_MODEL_DIR
 from server.model.transducer import StreamingTransducer
-from server.search.beam import SearchConfig
-from server.search.rescoring import WORD_LM_FILE, Rescorer, WordLM, best_index, ctc_sequence_log_probs
+from server.search.hypotheses import best_index
+from server.search.loading import load_model_and_search
+from server.search.options import Search
+from server.search.rescoring import WORD_LM_FILE, Rescorer, WordLM, ctc_sequence_log_probs
+from server.search.utterances import search_utterances
 from training.evaluate import feature_batches, pad_features
 from training.lm import set_default_rescoring
 from training.text_normalize import normalize_text
@@ -66,16 +68,15 @@ class KBestList:
     ctc_seconds: float = 0.0  # what scoring the K hypotheses with the CTC head took
 
 
-def kbest_lists(model: StreamingTransducer, manifest: Path, search: SearchConfig) -> list[KBestList]:
+def kbest_lists(model: StreamingTransducer, manifest: Path, search: Search) -> list[KBestList]:
     if search.beam == 1:
         raise SystemExit("the search is greedy: rescoring needs beam search (--beam, or asr-train lm --set-default)")
     with_ctc = model.ctc_head is not None
     lists = []
     for batch in feature_batches(model, manifest, batch_seconds=120.0):
-        padded, lengths = pad_features([f for _, f, _ in batch])
-        with torch.inference_mode():
-            results = model.beam_hypotheses(padded, lengths, streaming=True, search=search, with_ctc=with_ctc)
-        for (reference, _, _), result in zip(batch, results, strict=True):
+        padded, lengths = pad_features([f for _, f in batch])
+        results = search_utterances(model, search, padded, lengths, streaming=True, with_ctc=with_ctc)
+        for (reference, _), result in zip(batch, results, strict=True):
             token_lists = [[t for t, _ in hypothesis] for hypothesis in result.update.added]
             ctc_scores, started = None, time.perf_counter()
             if result.ctc_log_probs is not None:
@@ -98,9 +99,9 @@ def _wer(references: list[str], hypotheses: list[str]) -> float:
 
 def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
-    model = load_model(args.model)
+    model, default_search = load_model_and_search(args.model)
     word_lm = WordLM.load(args.word_lm or args.model / WORD_LM_FILE)
-    search = model.default_search if args.beam is None else dataclasses.replace(model.default_search, beam=args.beam)
+    search = default_search if args.beam is None else default_search.with_options(beam=args.beam)
     lists = kbest_lists(model, args.manifest, search)
     ctc_weights = args.ctc_weights or ([0.0, 0.1, 0.2, 0.3, 0.5] if model.ctc_head is not None else [0.0])
     if model.ctc_head is None and any(w > 0 for w in ctc_weights):

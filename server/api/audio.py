@@ -39,7 +39,7 @@ MIN_SAMPLE_RATE = 8000
 MAX_SAMPLE_RATE = 48000
 
 # Bytes per sample of each encoding; ENCODING_UNSPECIFIED is LINEAR16.
-BYTES_PER_SAMPLE = {
+BYTES_PER_SAMPLE: dict[int, int] = {
     asr_pb2.ENCODING_UNSPECIFIED: 2,
     asr_pb2.LINEAR16: 2,
     asr_pb2.MULAW: 1,

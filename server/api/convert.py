@@ -5,7 +5,7 @@ from __future__ import annotations
 from asr_client.api.asr.v1 import asr_pb2
 from google.protobuf.duration_pb2 import Duration
 
-from server.engine.session import Update
+from server.engine.decoder import Update
 from server.engine.transcript import Result
 from server.model.transducer import StreamingTransducer
 

@@ -13,10 +13,10 @@ from asr_client.api.asr.v1 import asr_pb2
 
 from server.api.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 from server.api.errors import invalid_argument
+from server.engine.decoder import StreamOptions
 from server.engine.endpoint import DEFAULT_MAX_UTTERANCE_MS, DEFAULT_TRAILING_SILENCE_MS, EndpointConfig
 from server.engine.engine import Engine
 from server.engine.registry import ModelRegistry
-from server.engine.session import SessionOptions
 
 MAX_CHANNELS = 8
 ENCODING_NAMES = ("LINEAR16", "MULAW", "ALAW")
@@ -34,7 +34,7 @@ class AudioFormat:
 class ValidatedConfig:
     engine: Engine
     audio: AudioFormat
-    options: SessionOptions
+    options: StreamOptions
 
 
 def validate_config(
@@ -64,7 +64,7 @@ def validate_config(
     if len(languages) < len(model_config.languages):
         weights = np.array([lang in languages for lang in model_config.languages], np.float32)
     language_code = languages[0] if len(languages) == 1 else ""
-    options = SessionOptions(
+    options = StreamOptions(
         interim_results=interim_results,
         word_times=config.enable_word_time_offsets,
         endpoint=endpoint,

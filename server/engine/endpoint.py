@@ -1,10 +1,16 @@
-"""Endpointing: when does the utterance in progress end?
+"""Endpointing: when does the utterance in progress end? Declarative rules, one pure function.
 
-Two rules, as in Riva and Kaldi's online endpointer:
-- trailing silence: the model has emitted only blanks for ``trailing_silence_ms`` since the
-  last token of an utterance that has tokens;
-- maximum length: the utterance has lasted ``max_utterance_ms`` since it began (then it is
-  cut even in the middle of speech, so results stay bounded in size and latency).
+As sherpa-onnx's endpoint rules, each rule is data, and an utterance ends when any rule's
+conditions all hold. The rules a stream gets (``EndpointConfig.rules``):
+- trailing silence: the utterance has tokens and the model has emitted only blanks for
+  ``trailing_silence_ms`` since its last token;
+- maximum length: the utterance has lasted ``max_utterance_ms`` since its first token (it
+  is cut even in the middle of speech, so results stay bounded in size and latency);
+- silence timeout: no token at all for ``silence_timeout_ms``; this ends an empty utterance,
+  which sends nothing but restarts the search, so a silent stream holds no growing state.
+
+Lengths are in encoder frames (``frame_ms`` each); a duration rounds up to whole frames, so
+no rule fires before its configured time.
 """
 
 from __future__ import annotations
@@ -13,38 +19,69 @@ from dataclasses import dataclass
 
 DEFAULT_TRAILING_SILENCE_MS = 800
 DEFAULT_MAX_UTTERANCE_MS = 20_000
+DEFAULT_SILENCE_TIMEOUT_MS = 10_000
+
+
+@dataclass(frozen=True)
+class EndpointRule:
+    """Fires when all conditions hold. ``needs_speech``: True, the utterance must have tokens;
+    False, it must have none; None, either."""
+
+    name: str
+    needs_speech: bool | None
+    min_trailing_silence_ms: int = 0
+    min_utterance_ms: int = 0
 
 
 @dataclass(frozen=True)
 class EndpointConfig:
+    """A stream's endpointing settings (the request's, or the server's defaults)."""
+
     trailing_silence_ms: int = DEFAULT_TRAILING_SILENCE_MS
     max_utterance_ms: int = DEFAULT_MAX_UTTERANCE_MS
+    silence_timeout_ms: int = DEFAULT_SILENCE_TIMEOUT_MS
+
+    def rules(self) -> tuple[EndpointRule, ...]:
+        return (
+            EndpointRule("trailing silence", needs_speech=True, min_trailing_silence_ms=self.trailing_silence_ms),
+            EndpointRule("maximum length", needs_speech=True, min_utterance_ms=self.max_utterance_ms),
+            EndpointRule("silence timeout", needs_speech=False, min_trailing_silence_ms=self.silence_timeout_ms),
+        )
 
 
-class Endpointer:
-    """Tracks one stream's utterance boundary in encoder frames."""
+@dataclass(frozen=True)
+class UtteranceSpan:
+    """Where the utterance in progress stands, in absolute encoder frames.
 
-    def __init__(self, config: EndpointConfig, frame_shift_ms: int) -> None:
-        # Round up: an endpoint never fires before the configured duration.
-        self.silence_frames = max(1, -(-config.trailing_silence_ms // frame_shift_ms))
-        self.max_frames = max(1, -(-config.max_utterance_ms // frame_shift_ms))
-        self.utterance_start = 0  # first encoder frame of the utterance in progress
+    start_frame: the first frame after the previous endpoint (0 for the first utterance).
+    first_token_frame, last_token_frame: of its tokens, None while it has none.
+    frames_done: frames the model has consumed so far.
+    """
 
-    def is_endpoint(self, frames_done: int, last_token_frame: int | None) -> bool:
-        """Whether the utterance ends after ``frames_done`` encoder frames.
+    start_frame: int
+    first_token_frame: int | None
+    last_token_frame: int | None
+    frames_done: int
 
-        ``last_token_frame`` None means the utterance has no tokens yet: leading silence
-        never makes an endpoint, it only moves the utterance start (see ``skip_silence``).
-        """
-        if last_token_frame is None:
-            return False
-        if frames_done - (last_token_frame + 1) >= self.silence_frames:
-            return True
-        return frames_done - self.utterance_start >= self.max_frames
 
-    def skip_silence(self, frames_done: int) -> None:
-        """No tokens yet: the utterance cannot have started before ``frames_done``."""
-        self.utterance_start = frames_done
+def _frames(ms: int, frame_ms: int) -> int:
+    return max(1, -(-ms // frame_ms)) if ms > 0 else 0
 
-    def start_utterance(self, frames_done: int) -> None:
-        self.utterance_start = frames_done
+
+def rule_fires(rule: EndpointRule, span: UtteranceSpan, frame_ms: int) -> bool:
+    has_speech = span.last_token_frame is not None
+    if rule.needs_speech is not None and rule.needs_speech != has_speech:
+        return False
+    silence_from = span.start_frame if span.last_token_frame is None else span.last_token_frame + 1
+    speech_from = span.start_frame if span.first_token_frame is None else span.first_token_frame
+    return (
+        span.frames_done - silence_from >= _frames(rule.min_trailing_silence_ms, frame_ms)
+        and span.frames_done - speech_from >= _frames(rule.min_utterance_ms, frame_ms)
+        # A rule with no condition but speech would fire at once: it needs a duration.
+        and (rule.min_trailing_silence_ms > 0 or rule.min_utterance_ms > 0)
+    )
+
+
+def endpoint_rule(rules: tuple[EndpointRule, ...], span: UtteranceSpan, frame_ms: int) -> EndpointRule | None:
+    """The first rule that ends the utterance of ``span``, or None (it goes on)."""
+    return next((rule for rule in rules if rule_fires(rule, span, frame_ms)), None)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 
 from server import metrics
+from server.engine.decoder import StreamDecoder, StreamOptions
 from server.engine.scheduler import BatchScheduler
-from server.engine.session import SessionOptions, StreamSession
+from server.engine.session import StreamSession
 from server.engine.slots import SlotAllocator
 from server.engine.worker import ModelWorker
 from server.model.transducer import StreamingTransducer
-from server.search.beam import SearchConfig
+from server.search.options import Search
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +31,14 @@ class Engine:
         capacity: int,
         max_batch_size: int,
         max_wait_s: float,
-        search: SearchConfig | None = None,
+        search: Search | None = None,
     ) -> None:
         self.model = model
         self.name = model.config.name
         self.device = device
         self._slots = SlotAllocator(capacity)
-        self.worker = ModelWorker(model, capacity, device, search)
+        self.search = search or Search()
+        self.worker = ModelWorker(model, self.search, capacity, device)
         self.scheduler = BatchScheduler(
             self.worker, max_batch_size, max_wait_s, self.name, open_streams=lambda: self.num_active
         )
@@ -56,17 +58,11 @@ class Engine:
         await self.scheduler.stop()
         self.worker.shutdown()
 
-    def open_session(self, options: SessionOptions) -> StreamSession:
+    def open_session(self, options: StreamOptions) -> StreamSession:
         """A new stream; raises ``SlotExhaustedError`` when every slot is taken."""
         slot = self._slots.allocate()
-        session = StreamSession(
-            self.model,
-            slot,
-            options,
-            submit=self.scheduler.submit,
-            release=self._release,
-            rescorer=self.worker.search.rescorer,
-        )
+        decoder = StreamDecoder(self.model, self.search, options)
+        session = StreamSession(decoder, slot, submit=self.scheduler.submit, release=self._release)
         self.num_active += 1
         self._active.inc()
         self._total.inc()

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Iterable
 from pathlib import Path
 
 from server.engine.engine import Engine
-from server.model.checkpoint import CONFIG_FILE, load_model
+from server.model.checkpoint import CONFIG_FILE
+from server.search.loading import load_model_and_search
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class ModelRegistry:
         """
         engines = []
         for model_dir in model_dirs:
-            model = load_model(model_dir, device=device)
+            model, search = load_model_and_search(model_dir, device=device)
             log.info(
                 "loaded model %s from %s (%d parameters, languages %s, multi-talker %s)",
                 model.config.name,
@@ -77,14 +77,13 @@ class ModelRegistry:
                 model.config.languages,
                 model.config.multi_talker,
             )
-            search = model.default_search
             if beam_size is not None:
-                search = dataclasses.replace(search, beam=beam_size)
+                search = search.with_options(beam=beam_size)
             log.info(
                 "model %s decodes with beam %d, LM weight %.2f",
                 model.config.name,
                 search.beam,
-                search.lm_weight if search.beam > 1 else 0.0,
+                search.options.lm_weight if search.fused_lm is not None else 0.0,
             )
             engines.append(Engine(model, device, capacity, max_batch_size, max_wait_s, search))
         if default is None and engines:

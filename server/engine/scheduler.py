@@ -17,11 +17,10 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-import numpy as np
-
 from server import metrics
-from server.engine.session import StreamSession, Window
-from server.engine.worker import ModelWorker, StepRequest, StepResult
+from server.engine.batch import BatchOutput, Window
+from server.engine.session import StreamSession
+from server.engine.worker import ModelWorker
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +65,6 @@ class BatchScheduler:
 
     def submit(self, session: StreamSession) -> None:
         """Called by a session that has a window ready and none queued or in flight."""
-        session.queued = True
         self._ready.append((session, time.monotonic()))
         self._wakeup.set()
 
@@ -83,7 +81,7 @@ class BatchScheduler:
                 # the streams of that batch get the error (see ``_step``).
                 log.exception("scheduler iteration failed")
 
-    async def _gather(self) -> list[StreamSession]:
+    async def _gather(self) -> list[tuple[StreamSession, Window]]:
         """Wait for work, then up to ``max_wait`` for a full batch; pop it."""
         while not self._ready:
             self._wakeup.clear()
@@ -100,62 +98,47 @@ class BatchScheduler:
                 await asyncio.wait_for(self._wakeup.wait(), remaining)
             except asyncio.TimeoutError:
                 break
-        batch = []
+        batch: list[tuple[StreamSession, Window]] = []
         while self._ready and len(batch) < self.max_batch_size:
             session, _ = self._ready.popleft()
-            session.queued = False
-            if session.closed:
-                continue  # cancelled while queued; its slot is already free
-            batch.append(session)
+            window = session.start_step()
+            if window is not None:  # None: the stream ended while queued
+                batch.append((session, window))
         return batch
 
-    async def _step(self, sessions: list[StreamSession]) -> None:
-        windows: list[Window] = [s.take_window() for s in sessions]
-        request = StepRequest(
-            slots=[s.slot for s in sessions],
-            features=np.stack([w.features for w in windows]),
-            num_feature_frames=[w.num_frames for w in windows],
-            init_slots=[s.slot for s in sessions if s.needs_init],
-            init_language_weights=[s.options.language_weights for s in sessions if s.needs_init],
-            reset_slots=[s.slot for s in sessions if s.needs_decoder_reset and not s.needs_init],
-        )
-        for session in sessions:
-            session.in_flight = True
-            session.needs_init = False
-            session.needs_decoder_reset = False
+    async def _step(self, batch: list[tuple[StreamSession, Window]]) -> None:
         started = time.monotonic()
-        for window in windows:
+        for _, window in batch:
             self._queue_wait.observe(max(0.0, started - window.ready_at))
         try:
-            result: StepResult = await self.worker.run(request)
+            result: BatchOutput = await self.worker.run([(session.slot, window) for session, window in batch])
         except asyncio.CancelledError:
             # The engine is stopping mid-step: end these streams so their slots are released.
-            for session in sessions:
+            for session, _ in batch:
                 session.step_failed(RuntimeError("the recognition engine stopped"))
             raise
         except Exception as error:
-            log.exception("model step failed for a batch of %d streams", len(sessions))
-            for session in sessions:
+            log.exception("model step failed for a batch of %d streams", len(batch))
+            for session, _ in batch:
                 session.step_failed(RuntimeError(f"model step failed: {error}"))
             return
-        self.steps += 1
-        self.max_batch_seen = max(self.max_batch_seen, len(sessions))
-        audio_seconds = sum(result.num_frames) * self._frame_seconds
-        self._batch_size.observe(len(sessions))
-        self._step_seconds.observe(result.seconds)
-        self._audio_seconds.inc(audio_seconds)
-        self._rtf.observe(result.seconds, audio_seconds)
-        tokens = result.tokens if result.tokens is not None else [None] * len(sessions)
-        beams = result.beams if result.beams is not None else [None] * len(sessions)
-        ctc = result.ctc_log_probs if result.ctc_log_probs is not None else [None] * len(sessions)
-        outputs = zip(sessions, windows, tokens, beams, ctc, result.num_frames, strict=True)
-        for session, window, stream_tokens, stream_beams, stream_ctc, frames in outputs:
+        self._observe(len(batch), result)
+        for (session, window), output in zip(batch, result.streams, strict=True):
             try:
-                update = session.on_step(window, stream_tokens, frames, stream_beams, stream_ctc)
+                update = session.complete_step(window, output)
             except Exception as error:
                 # A bug in one stream's result handling ends that stream, not the batch.
                 log.exception("handling a step output failed")
-                session.step_failed(RuntimeError(f"result handling failed: {error}"))
+                session.fail(RuntimeError(f"result handling failed: {error}"))
                 continue
             if update is not None and update.results:
                 self._partial_latency.observe(max(0.0, time.monotonic() - window.ready_at))
+
+    def _observe(self, batch_size: int, result: BatchOutput) -> None:
+        self.steps += 1
+        self.max_batch_seen = max(self.max_batch_seen, batch_size)
+        audio_seconds = sum(stream.num_frames for stream in result.streams) * self._frame_seconds
+        self._batch_size.observe(batch_size)
+        self._step_seconds.observe(result.seconds)
+        self._audio_seconds.inc(audio_seconds)
+        self._rtf.observe(result.seconds, audio_seconds)

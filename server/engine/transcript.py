@@ -46,6 +46,8 @@ class Result:
     end_ms: int
     channel: int = 0
     language_code: str = ""
+    # The (token_id, frame) pairs the result was made from (not sent to clients).
+    tokens: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass
@@ -60,7 +62,16 @@ class Utterance:
     multi_talker: bool
     channel: int = 0
     tokens: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
+    first_token_frame: int | None = None
     last_token_frame: int | None = None
+
+    @classmethod
+    def of(cls, hypothesis: list[tuple[int, int]], cc_id: int | None, multi_talker: bool) -> Utterance:
+        """The utterance of a search hypothesis ((token_id, frame) pairs), deserialised."""
+        utterance = cls(cc_id=cc_id, multi_talker=multi_talker)
+        for token_id, frame in hypothesis:
+            utterance.add(token_id, frame)
+        return utterance
 
     def add(self, token_id: int, frame: int) -> None:
         if token_id == self.cc_id:
@@ -68,6 +79,8 @@ class Utterance:
                 self.channel = (self.channel + 1) % NUM_VIRTUAL_CHANNELS
             return
         self.tokens.setdefault(self.channel, []).append((token_id, frame))
+        if self.first_token_frame is None:
+            self.first_token_frame = frame
         self.last_token_frame = frame
 
     @property
@@ -124,6 +137,7 @@ def utterance_results(
                 end_ms=(tokens[-1][1] + 1) * frame_shift_ms,
                 channel=channel,
                 language_code=language_code,
+                tokens=tuple(tokens),
             )
         )
     return results

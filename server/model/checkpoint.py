@@ -14,12 +14,9 @@ from pydantic import ValidationError
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from server.model.config import ModelConfig, RescoringConfig
+from server.model.config import ModelConfig
 from server.model.tokenizer import Tokenizer
 from server.model.transducer import StreamingTransducer
-from server.search.beam import SearchConfig
-from server.search.ngram_lm import TokenNgramLM
-from server.search.rescoring import Rescorer, load_rescorer
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -74,45 +71,7 @@ def load_model(model_dir: Path | str = DEFAULT_MODEL_DIR, device: str = "cpu") -
     except (SafetensorError, OSError) as error:
         raise CheckpointError(f"{weights_path}: unreadable safetensors file ({error})") from error
     _load_tensors(model, tensors, weights_path)
-    model.default_search = _load_default_search(model_dir, config, device)
     return model.to(device).eval()
-
-
-def _load_default_search(model_dir: Path, config: ModelConfig, device: str) -> SearchConfig:
-    """The config's decoding section, with its LM loaded (errors name the LM file)."""
-    decoding = config.decoding
-    lm = None
-    if decoding.lm_file is not None:
-        lm_path = model_dir / decoding.lm_file
-        if not lm_path.is_file():
-            raise CheckpointError(f"{lm_path}: missing language model (config.json decoding.lm_file)")
-        try:
-            lm = TokenNgramLM.load(lm_path).to(device)
-        except (SafetensorError, OSError, ValueError, KeyError) as error:
-            raise CheckpointError(f"{lm_path}: unreadable language model ({error})") from error
-        if lm.vocab_size != config.tokenizer.vocab_size:
-            raise CheckpointError(
-                f"{lm_path}: LM vocabulary {lm.vocab_size} does not match the tokenizer's {config.tokenizer.vocab_size}"
-            )
-    return SearchConfig(
-        beam=decoding.beam,
-        lm=lm,
-        lm_weight=decoding.lm_weight if lm is not None else 0.0,
-        token_bonus=decoding.token_bonus,
-        rescorer=_load_rescorer(model_dir, decoding.rescoring),
-    )
-
-
-def _load_rescorer(model_dir: Path, rescoring: RescoringConfig | None) -> Rescorer | None:
-    if rescoring is None:
-        return None
-    path = model_dir / rescoring.word_lm_file
-    if not path.is_file():
-        raise CheckpointError(f"{path}: missing word language model (config.json decoding.rescoring.word_lm_file)")
-    try:
-        return load_rescorer(path, rescoring.weight, rescoring.word_bonus, rescoring.oov_penalty, rescoring.ctc_weight)
-    except (SafetensorError, OSError, ValueError, KeyError) as error:
-        raise CheckpointError(f"{path}: unreadable word language model ({error})") from error
 
 
 def _load_tensors(model: StreamingTransducer, tensors: dict[str, torch.Tensor], path: Path) -> None:
@@ -133,7 +92,10 @@ def _load_tensors(model: StreamingTransducer, tensors: dict[str, torch.Tensor], 
 
 
 def save_model(model: StreamingTransducer, model_dir: Path, half: bool = True, model_card: str | None = None) -> Path:
-    """Write a checkpoint directory (fp16 weights by default: half the size, same WER)."""
+    """Write a checkpoint directory (fp16 weights by default: half the size, same WER).
+
+    The LM files of its default search are ``server.search.loading.save_search_files``'s job.
+    """
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     tensors = {
@@ -145,14 +107,6 @@ def save_model(model: StreamingTransducer, model_dir: Path, half: bool = True, m
     tokenizer_target = model_dir / model.config.tokenizer.file
     if model.tokenizer.model_file.resolve() != tokenizer_target.resolve():
         tokenizer_target.write_bytes(model.tokenizer.model_file.read_bytes())
-    lm = model.default_search.lm
-    if model.config.decoding.lm_file is not None and lm is not None:
-        target = model_dir / model.config.decoding.lm_file
-        if not target.is_file():
-            lm.save(target)
-    rescorer, rescoring = model.default_search.rescorer, model.config.decoding.rescoring
-    if rescoring is not None and rescorer is not None and not (model_dir / rescoring.word_lm_file).is_file():
-        rescorer.lm.save(model_dir / rescoring.word_lm_file)
     if model_card is not None:
         (model_dir / MODEL_CARD_FILE).write_text(model_card)
     return model_dir

@@ -18,10 +18,7 @@ from torch import Tensor, nn
 
 from server.model.config import EncoderConfig, FeatureConfig
 from server.model.conformer import ConformerBlock, Subsampling
-
-SUBSAMPLING_FACTOR = 4
-# Fbank frames a window of n encoder frames needs beyond 4n (the two 3x3 convolutions).
-SUBSAMPLING_EXTRA_FRAMES = 3
+from server.model.frames import SUBSAMPLING_EXTRA_FRAMES, SUBSAMPLING_FACTOR
 
 
 def chunk_attention_mask(

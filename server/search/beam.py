@@ -13,126 +13,28 @@ in and returned, so a stream can be decoded chunk by chunk exactly as in one pie
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import fields
+from typing import TypeVar
 
 import torch
 from torch import Tensor
 
-from server.search.ngram_lm import TokenNgramLM
-from server.search.rescoring import Rescorer, best_index
+from server.model.transducer import StreamingTransducer
+from server.search.hypotheses import BeamState, BeamTrace
+from server.search.options import Search
 
 _HASH_MULTIPLIER = 1_000_003
 _HASH_MASK = (1 << 61) - 1
+_RowsT = TypeVar("_RowsT", BeamState, BeamTrace)
 
 
-@dataclass
-class BeamState:
-    """The search state of B streams with K hypotheses each (B first, K second).
-
-    decoder_context: (B, K, context_size) int64 last tokens (blank-padded), the prediction network's input.
-    lm_context: (B, K, lm_context_size) int64 last tokens for the LM (size 0 without an LM).
-    scores: (B, K) float32 fused log-scores; -inf marks an unused beam slot.
-    hashes: (B, K) int64 hash of each hypothesis' whole token sequence (to merge equal ones).
-
-    The tokens themselves are not state: each call returns a ``BeamTrace`` of what it added,
-    and the caller (the server session, or one-shot decoding) keeps the histories.
-    """
-
-    decoder_context: Tensor
-    lm_context: Tensor
-    scores: Tensor
-    hashes: Tensor
-
-
-@dataclass
-class BeamTrace:
-    """What one ``beam_search_frames`` call did to each stream's K hypotheses.
-
-    origin: (B, K) int64 index of the hypothesis (at the start of the call) each one extends.
-    tokens: (B, K, L) int64 tokens it added, valid up to ``lengths`` (B, K).
-    frames: (B, K, L) int64 absolute encoder frame of each added token.
-    """
-
-    origin: Tensor
-    tokens: Tensor
-    frames: Tensor
-    lengths: Tensor
-
-
-@dataclass
-class BeamUpdate:
-    """What one call did to one stream's K hypotheses, as plain Python data.
-
-    Hypothesis k after the call = hypothesis ``origins[k]`` before it + ``added[k]``
-    ((token_id, frame) pairs); ``best`` is the index of the best one now, by ``scores``
-    (the K search scores, -inf for an unused slot).
-    """
-
-    origins: list[int]
-    added: list[list[tuple[int, int]]]
-    scores: list[float]
-
-    @property
-    def best(self) -> int:
-        return best_index(self.scores)
-
-
-def beam_updates(trace: BeamTrace, scores: Tensor) -> list[BeamUpdate]:
-    """Per stream, the trace as Python lists; ``scores`` (B, K) are the new state's.
-
-    One device-to-host copy per tensor: this runs on every server step.
-    """
-    origins, tokens, frames = trace.origin.tolist(), trace.tokens.tolist(), trace.frames.tolist()
-    lengths, score_lists = trace.lengths.tolist(), scores.tolist()
-    return [
-        BeamUpdate(
-            origins=origins[b],
-            added=[list(zip(tokens[b][k][:n], frames[b][k][:n], strict=True)) for k, n in enumerate(lengths[b])],
-            scores=score_lists[b],
-        )
-        for b in range(len(origins))
-    ]
-
-
-def relink(histories: list[list[tuple[int, int]]] | None, update: BeamUpdate) -> list[list[tuple[int, int]]]:
-    """One stream's K token histories after a call: origin's history + what was added.
-
-    ``histories`` None means all empty (a fresh or reset stream).
-    """
-    previous = histories or [[] for _ in update.origins]
-    return [previous[origin] + added for origin, added in zip(update.origins, update.added, strict=True)]
-
-
-@dataclass(frozen=True)
-class SearchConfig:
-    """How to search: ``beam`` 1 is greedy; ``lm`` with ``lm_weight`` > 0 adds shallow fusion."""
-
-    beam: int = 1
-    lm: TokenNgramLM | None = None
-    lm_weight: float = 0.0
-    # Added per emitted token: shallow fusion makes every token cost an LM log-probability,
-    # which, uncompensated, turns into deletions.
-    token_bonus: float = 0.0
-    # Picks each final result among the K hypotheses (None: the best search score).
-    rescorer: Rescorer | None = None
-
-    @property
-    def lm_context_size(self) -> int:
-        return self.lm.context_size if self.lm is not None and self.lm_weight != 0.0 else 0
-
-
-def init_beam_state(
-    batch: int, search: SearchConfig, context_size: int, blank_id: int, device: torch.device | str = "cpu"
-) -> BeamState:
-    """Fresh beams for ``batch`` streams: one live empty hypothesis, K - 1 unused slots."""
-    beam, lm_context_size = search.beam, search.lm_context_size
-    scores = torch.full((batch, beam), float("-inf"), device=device)
-    scores[:, 0] = 0.0
-    return BeamState(
-        decoder_context=torch.full((batch, beam, context_size), blank_id, dtype=torch.int64, device=device),
-        lm_context=torch.full((batch, beam, lm_context_size), blank_id, dtype=torch.int64, device=device),
-        scores=scores,
-        hashes=torch.zeros(batch, beam, dtype=torch.int64, device=device),
+def empty_trace(batch: int, beam: int, device: torch.device | str) -> BeamTrace:
+    """A trace of a call that added nothing: every hypothesis extends itself."""
+    return BeamTrace(
+        origin=torch.arange(beam, device=device).expand(batch, beam).clone(),
+        tokens=torch.zeros(batch, beam, 0, dtype=torch.int64, device=device),
+        frames=torch.zeros(batch, beam, 0, dtype=torch.int64, device=device),
+        lengths=torch.zeros(batch, beam, dtype=torch.int64, device=device),
     )
 
 
@@ -164,12 +66,12 @@ def _merge_duplicates(scores: Tensor, hashes: Tensor) -> Tensor:
 
 
 def beam_search_frames(
-    model,
+    model: StreamingTransducer,
     encoder_out: Tensor,
     num_frames: Tensor,
     state: BeamState,
-    search: SearchConfig,
-    frame_offset: Tensor | None = None,
+    search: Search,
+    frame_offset: Tensor,
 ) -> tuple[BeamState, BeamTrace]:
     """Advance every stream's beam over its frames of ``encoder_out``.
 
@@ -182,21 +84,13 @@ def beam_search_frames(
     beam = state.scores.shape[1]
     blank = model.tokenizer.blank_id
     device = encoder_out.device
-    if frame_offset is None:
-        frame_offset = torch.zeros(batch, dtype=torch.int64, device=device)
-    lm, lm_weight, token_bonus = search.lm, search.lm_weight, search.token_bonus
-    use_lm = search.lm_context_size > 0
+    lm, lm_weight, token_bonus = search.fused_lm, search.options.lm_weight, search.options.token_bonus
     if state.lm_context.shape[2] != search.lm_context_size:
         raise ValueError(
             f"beam state has LM context {state.lm_context.shape[2]}, the search needs "
-            f"{search.lm_context_size}: make the state with the same SearchConfig"
+            f"{search.lm_context_size}: make the state with the same Search"
         )
-    trace = BeamTrace(
-        origin=torch.arange(beam, device=device).expand(batch, beam).clone(),
-        tokens=torch.zeros(batch, beam, 0, dtype=torch.int64, device=device),
-        frames=torch.zeros(batch, beam, 0, dtype=torch.int64, device=device),
-        lengths=torch.zeros(batch, beam, dtype=torch.int64, device=device),
-    )
+    trace = empty_trace(batch, beam, device)
     encoder_proj = model.joiner.encoder_proj(encoder_out)  # (B, T, J)
     for t in range(num_steps):
         active = t < num_frames  # (B,)
@@ -209,7 +103,7 @@ def beam_search_frames(
         vocab = log_probs.shape[-1]
         # Fusion terms apply to tokens only: a blank neither advances the LM nor earns the bonus.
         token_terms = torch.full_like(log_probs, token_bonus)
-        if use_lm:
+        if lm is not None:
             token_terms += lm_weight * lm.log_probs(state.lm_context.view(batch * beam, -1)).view(batch, beam, vocab)
         token_terms[:, :, blank] = 0.0
         log_probs = log_probs + token_terms
@@ -269,7 +163,7 @@ def _pad_history(trace: BeamTrace, length: int) -> BeamTrace:
     )
 
 
-def _where_active(active: Tensor, new, old):
+def _where_active(active: Tensor, new: _RowsT, old: _RowsT) -> _RowsT:
     """Rows where ``active`` (B,) take ``new``; the others keep ``old`` (same dataclass, same shapes)."""
     if bool(active.all()):
         return new

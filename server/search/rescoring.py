@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from server.search.hypotheses import best_index
 from server.search.ngram_lm import TokenNgramLM, build_ngram_lm
 
 WORD_LM_FILE = "word_lm.safetensors"
@@ -183,11 +184,6 @@ def ctc_sequence_log_probs(log_probs: Tensor, hypotheses: Sequence[Sequence[int]
     return torch.where(torch.isfinite(losses), -losses, torch.tensor(float("-inf")))
 
 
-def best_index(search_scores: Sequence[float]) -> int:
-    """Index of the highest search score (the first of equals)."""
-    return max(range(len(search_scores)), key=search_scores.__getitem__)
-
-
 def final_hypothesis(
     hypotheses: Sequence[Sequence[tuple[int, int]]],
     search_scores: Sequence[float],
@@ -212,10 +208,3 @@ def final_hypothesis(
     if rescorer.uses_ctc and ctc_log_probs is not None and ctc_log_probs.shape[0] > 0:
         ctc_scores = ctc_sequence_log_probs(ctc_log_probs, token_lists, blank_id)
     return rescorer.best(search_scores, sentences, ctc_scores)
-
-
-def load_rescorer(
-    path: Path, weight: float, word_bonus: float, oov_penalty: float, ctc_weight: float = 0.0
-) -> Rescorer:
-    """The word LM stays on the CPU: it runs once per final result, on a few short sentences."""
-    return Rescorer(WordLM.load(path), weight, word_bonus, oov_penalty, ctc_weight)

@@ -1,0 +1,68 @@
+"""One stream's hypotheses of the utterance in progress, kept between model steps.
+
+The search returns what each step added (``BeamUpdate``); this keeps the K token histories
+it extends, their scores, and the CTC head's frames of the utterance for the final's
+rescoring. At a final result it asks ``rescoring.final_hypothesis`` which hypothesis to send,
+the same call whole-utterance decoding makes.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from server.model.tokenizer import Tokenizer
+from server.search.hypotheses import BeamUpdate, Hypothesis, best_index, relink
+from server.search.rescoring import Rescorer, final_hypothesis
+
+# Encoder frames of CTC log-probabilities a stream keeps for its final's rescoring (60 s at
+# 40 ms, 1.5 MB with 256 tokens); an utterance longer than that is finalised without them.
+MAX_CTC_FRAMES = 1500
+
+
+class BeamHistory:
+    """K histories of (token_id, frame) pairs; ``rescorer`` None finalises the best search score."""
+
+    def __init__(self, tokenizer: Tokenizer, rescorer: Rescorer | None) -> None:
+        self._tokenizer = tokenizer
+        self._rescorer = rescorer
+        self.reset()
+
+    def reset(self) -> None:
+        """A new utterance: no tokens (the model's hypotheses restart with it)."""
+        self._hypotheses: list[Hypothesis] | None = None  # None: all empty
+        self._scores: list[float] = [0.0]
+        # None once the utterance outgrew MAX_CTC_FRAMES (then the word LM alone rescores).
+        self._ctc_chunks: list[torch.Tensor] | None = []
+        self._ctc_frames = 0
+
+    def extend(self, update: BeamUpdate, ctc_log_probs: torch.Tensor | None) -> None:
+        """Apply one step's update; ``ctc_log_probs`` (num_frames, V) are kept for the final."""
+        self._hypotheses = relink(self._hypotheses, update)
+        self._scores = update.scores
+        if ctc_log_probs is not None and self._ctc_chunks is not None and self._rescorer is not None:
+            self._ctc_frames += ctc_log_probs.shape[0]
+            if self._ctc_frames > MAX_CTC_FRAMES:
+                self._ctc_chunks = None  # bound the memory of a stream that never pauses
+            else:
+                self._ctc_chunks.append(ctc_log_probs)
+
+    def best(self) -> Hypothesis:
+        """The hypothesis with the best search score (what partial results show)."""
+        return [] if self._hypotheses is None else self._hypotheses[best_index(self._scores)]
+
+    def final(self) -> Hypothesis:
+        """The hypothesis to finalise: the rescorer's choice when there is one."""
+        if self._hypotheses is None:
+            return []
+        if self._rescorer is None:
+            return self.best()
+        ctc = torch.cat(self._ctc_chunks) if self._ctc_chunks else None
+        index = final_hypothesis(
+            self._hypotheses,
+            self._scores,
+            self._rescorer,
+            self._tokenizer.decode,
+            ctc,
+            self._tokenizer.blank_id,
+        )
+        return self._hypotheses[index]

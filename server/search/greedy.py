@@ -1,0 +1,69 @@
+"""Batched greedy transducer search, as a beam of width 1.
+
+At each encoder frame, emit the argmax symbol while it is not blank, at most
+``max_symbols_per_frame`` times. State and result are those of beam search with K = 1
+(``BeamState``, ``BeamTrace``), so everything downstream has one path; the score stays 0
+(greedy search compares nothing).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from server.model.transducer import StreamingTransducer
+from server.search.hypotheses import BeamState, BeamTrace
+
+
+def greedy_search_frames(
+    model: StreamingTransducer, encoder_out: Tensor, num_frames: Tensor, state: BeamState, frame_offset: Tensor
+) -> tuple[BeamState, BeamTrace]:
+    """Advance every stream over its frames of ``encoder_out``.
+
+    encoder_out (B, T, D), num_frames (B,) valid frames per stream, ``state`` with K = 1
+    (``decoder_context`` (B, 1, context_size) holds the last tokens), frame_offset (B,)
+    absolute index of frame 0 (for timestamps). Returns the new state and the trace.
+    """
+    batch, num_steps, _ = encoder_out.shape
+    blank = model.tokenizer.blank_id
+    context = state.decoder_context[:, 0].clone()  # (B, context_size)
+    encoder_proj = model.joiner.encoder_proj(encoder_out)  # (B, T, J)
+    decoder_proj = model.joiner.decoder_proj(model.decoder(context)[:, 0])  # (B, J)
+    emitted: list[list[tuple[int, int]]] = [[] for _ in range(batch)]
+    offsets = frame_offset.tolist()
+    for t in range(num_steps):
+        active = t < num_frames
+        if not bool(active.any()):
+            break
+        for _ in range(model.config.max_symbols_per_frame):
+            logits = model.joiner.output(torch.tanh(encoder_proj[:, t] + decoder_proj))
+            best = logits.argmax(dim=-1)
+            emit = active & (best != blank)
+            if not bool(emit.any()):
+                break
+            rows = emit.nonzero(as_tuple=True)[0]
+            context[rows] = torch.cat([context[rows, 1:], best[rows, None]], dim=1)
+            decoder_proj[rows] = model.joiner.decoder_proj(model.decoder(context[rows])[:, 0])
+            for row, token in zip(rows.tolist(), best[rows].tolist(), strict=True):
+                emitted[row].append((token, offsets[row] + t))
+            active = emit
+    new_state = BeamState(
+        decoder_context=context.unsqueeze(1), lm_context=state.lm_context, scores=state.scores, hashes=state.hashes
+    )
+    return new_state, _trace_of(emitted, encoder_out.device)
+
+
+def _trace_of(emitted: list[list[tuple[int, int]]], device: torch.device) -> BeamTrace:
+    """Per-stream (token, frame) lists -> the K = 1 trace (B, 1, L)."""
+    batch, longest = len(emitted), max((len(e) for e in emitted), default=0)
+    tokens = torch.zeros(batch, 1, longest, dtype=torch.int64)
+    frames = torch.zeros(batch, 1, longest, dtype=torch.int64)
+    for row, pairs in enumerate(emitted):
+        if pairs:
+            tokens[row, 0, : len(pairs)] = torch.tensor([token for token, _ in pairs])
+            frames[row, 0, : len(pairs)] = torch.tensor([frame for _, frame in pairs])
+    lengths = torch.tensor([[len(e)] for e in emitted], dtype=torch.int64)
+    origin = torch.zeros(batch, 1, dtype=torch.int64)
+    return BeamTrace(
+        origin=origin.to(device), tokens=tokens.to(device), frames=frames.to(device), lengths=lengths.to(device)
+    )

@@ -1,0 +1,79 @@
+"""Whole utterances at once (training validation, offline evaluation, tuning): one encoder pass, one search.
+
+With ``streaming`` the encoder uses the serving mask over the whole utterance, which computes
+what chunk-by-chunk decoding computes (tests/test_transducer_streaming.py); without it, full
+context (offline). The final choice among the K hypotheses is ``rescoring.final_hypothesis``,
+the same call a server stream makes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from server.model.transducer import StreamingTransducer
+from server.search.hypotheses import BeamUpdate, Hypothesis, beam_updates, init_beam_state
+from server.search.options import Search
+from server.search.rescoring import final_hypothesis
+from server.search.step import search_frames
+
+
+@dataclass
+class UtteranceHypotheses:
+    """A whole utterance's search result: the K final hypotheses (``update.added``, from empty)
+    with their search scores, and the CTC head's log-probabilities (T, V) of its encoder frames
+    when the search rescores with them."""
+
+    update: BeamUpdate
+    ctc_log_probs: Tensor | None = None
+
+
+@torch.inference_mode()
+def search_utterances(
+    model: StreamingTransducer,
+    search: Search,
+    features: Tensor,
+    feature_lengths: Tensor,
+    streaming: bool = True,
+    with_ctc: bool | None = None,
+) -> list[UtteranceHypotheses]:
+    """All K hypotheses of each utterance, before any rescoring: features (B, T, F), feature_lengths (B,).
+
+    ``with_ctc`` (default: when the search rescores with it) also returns the CTC head's frames.
+    """
+    encoder_out, lengths = model.encode_utterances(features, feature_lengths, streaming)
+    batch, device = features.shape[0], features.device
+    beams = init_beam_state(
+        batch, search.beam, model.config.decoder.context_size, search.lm_context_size, model.tokenizer.blank_id, device
+    )
+    start = torch.zeros(batch, dtype=torch.int64, device=device)
+    beams, trace = search_frames(model, search, encoder_out, lengths, beams, start)
+    updates = beam_updates(trace, beams.scores)
+    if not (search.uses_ctc if with_ctc is None else with_ctc):
+        return [UtteranceHypotheses(update) for update in updates]
+    log_probs = model.ctc_log_probs(encoder_out).cpu()
+    return [
+        UtteranceHypotheses(update, log_probs[row, : int(length)])
+        for row, (update, length) in enumerate(zip(updates, lengths.tolist(), strict=True))
+    ]
+
+
+def transcribe_utterances(
+    model: StreamingTransducer, search: Search, features: Tensor, feature_lengths: Tensor, streaming: bool = True
+) -> list[Hypothesis]:
+    """Each utterance's final hypothesis ((token, frame) pairs), chosen as a server stream chooses it."""
+    chosen = []
+    for result in search_utterances(model, search, features, feature_lengths, streaming):
+        update = result.update
+        index = final_hypothesis(
+            update.added,
+            update.scores,
+            search.rescorer,
+            model.tokenizer.decode,
+            result.ctc_log_probs,
+            model.tokenizer.blank_id,
+        )
+        chosen.append(update.added[index])
+    return chosen
