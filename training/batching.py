@@ -27,7 +27,9 @@ def bucketed_batches(
 ) -> list[list[int]]:
     """Group utterances of similar length so that B * max(T) <= max_batch_frames; shuffled."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i] * (1 + 0.1 * rng.random()))
-    batches, current, longest = [], [], 0
+    batches: list[list[int]] = []
+    current: list[int] = []
+    longest = 0
     for i in order:
         longest_if_added = max(longest, lengths[i])
         if current and (longest_if_added * (len(current) + 1) > max_batch_frames or len(current) >= max_batch_size):

@@ -29,7 +29,7 @@ from training.features import ConcatenatedCaches, FeatureCache, build_feature_ca
 from training.fit_options import add_arguments
 from training.objective import sample_mask, transducer_loss
 from training.schedule import learning_rate, training_batches
-from training.trainer_state import BEST, CTC_HEAD_FILE, LATEST, TRAINER_FILE, load_trainer, save_trainer
+from training.trainer_state import BEST, CTC_HEAD_FILE, LATEST, TRAINER_FILE, TrainerInfo, load_trainer, save_trainer
 from training.validation import word_error_rate
 
 __all__ = ["add_arguments", "build_new_model", "run"]
@@ -62,8 +62,8 @@ def build_new_model(
     )
     model = StreamingTransducer(config, tokenizer)
     mean, std = cache.mean_std()
-    model.encoder.feature_mean.copy_(torch.from_numpy(mean))
-    model.encoder.feature_std.copy_(torch.from_numpy(std))
+    model.encoder.get_buffer("feature_mean").copy_(torch.from_numpy(mean))
+    model.encoder.get_buffer("feature_std").copy_(torch.from_numpy(std))
     return model
 
 
@@ -129,7 +129,7 @@ def _training_batch(
 
 
 def _save_latest(
-    exp_dir: Path, model: StreamingTransducer, ctc_head: nn.Linear, optimizer: torch.optim.Optimizer, info: dict
+    exp_dir: Path, model: StreamingTransducer, ctc_head: nn.Linear, optimizer: torch.optim.Optimizer, info: TrainerInfo
 ) -> None:
     """EXP_DIR/latest: the model in float32, the optimizer state and the CTC head (what --resume reads)."""
     save_model(model, exp_dir / LATEST, half=False)
@@ -151,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
     model, ctc_head = _model_and_ctc_head(args, train, device)
     parameters = list(model.parameters()) + ([] if model.ctc_head is not None else list(ctc_head.parameters()))
     optimizer = torch.optim.AdamW(parameters, lr=args.lr, weight_decay=1e-3, betas=(0.9, 0.98))
-    info = {"step": 0, "best_wer": 1.0, "epoch": 0, "hours_seen": 0.0}
+    info: TrainerInfo = {"step": 0, "best_wer": 1.0, "epoch": 0, "hours_seen": 0.0}
     if args.resume:
         info = load_trainer(exp_dir / LATEST, optimizer)
     print(f"model: {model.num_parameters / 1e6:.2f}M parameters, {len(train)} training utterances, device {device}")

@@ -80,7 +80,7 @@ def number_slots() -> dict[str, list[str]]:
     hundreds = sorted({number_to_words(n, use_and=flag) for n in range(100, 1000) for flag in (False, True)})
     return {
         "digit": [*_ONES[:10], "oh"],
-        "digit_nz": _ONES[1:10],
+        "digit_nz": list(_ONES[1:10]),
         "num_1_12": cardinals(1, 12),
         "num_2_12": cardinals(2, 12),
         "num_1_20": cardinals(1, 20),

@@ -7,6 +7,7 @@ import random
 from collections.abc import Iterator
 
 from training.batching import bucketed_batches
+from training.trainer_state import TrainerInfo
 
 
 def training_batches(
@@ -15,7 +16,7 @@ def training_batches(
     short_first_steps: int,
     short_first_frames: int,
     rng: random.Random,
-    info: dict,
+    info: TrainerInfo,
 ) -> Iterator[list[int]]:
     """Endless batches of utterance indices, counting epochs in ``info["epoch"]``.
 

@@ -34,6 +34,7 @@ def colored_noise(num_samples: int, color: str, rng: np.random.Generator, sample
     """Unit-RMS noise: white (flat), pink (power ~ 1/f) or brown (power ~ 1/f^2)."""
     if num_samples == 0:
         return np.zeros(0, np.float32)
+    noise: np.ndarray
     if color == "white":
         noise = rng.standard_normal(num_samples, dtype=np.float32)
     else:

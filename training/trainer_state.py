@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TypedDict
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -13,7 +14,16 @@ TRAINER_FILE = "trainer.json"  # step, hours seen, optimizer settings
 CTC_HEAD_FILE = "ctc_head.safetensors"  # the auxiliary CTC head, beside the optimizer state (bundle attaches it)
 
 
-def save_trainer(directory: Path, optimizer: torch.optim.Optimizer, info: dict) -> None:
+class TrainerInfo(TypedDict):
+    """The training run's scalars, kept in TRAINER_FILE."""
+
+    step: int
+    best_wer: float
+    epoch: int
+    hours_seen: float
+
+
+def save_trainer(directory: Path, optimizer: torch.optim.Optimizer, info: TrainerInfo) -> None:
     """Optimizer state as safetensors (no pickle) plus a JSON of the scalars."""
     state = optimizer.state_dict()
     tensors = {
@@ -23,7 +33,7 @@ def save_trainer(directory: Path, optimizer: torch.optim.Optimizer, info: dict) 
     (directory / TRAINER_FILE).write_text(json.dumps({**info, "param_groups": state["param_groups"]}, indent=1))
 
 
-def load_trainer(directory: Path, optimizer: torch.optim.Optimizer) -> dict:
+def load_trainer(directory: Path, optimizer: torch.optim.Optimizer) -> TrainerInfo:
     """Restore what ``save_trainer`` wrote into ``optimizer``; return the scalars (step, hours seen ...)."""
     info = json.loads((directory / TRAINER_FILE).read_text())
     state: dict[int, dict[str, torch.Tensor]] = {}

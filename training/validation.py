@@ -24,7 +24,7 @@ def word_error_rate(
     was_training = model.training
     model.eval()
     references, hypotheses = [], []
-    device = model.encoder.feature_mean.device
+    device = model.encoder.get_buffer("feature_mean").device
     with torch.inference_mode():
         for chunk in bucketed_batches([cache.length(i) for i in indices], batch_frames, random.Random(0)):
             batch = collate(cache, [indices[i] for i in chunk], model.tokenizer)

@@ -31,7 +31,7 @@ _CHANNEL_OPTIONS = [("grpc.max_send_message_length", _MAX_MESSAGE_BYTES)]
 def recognition_config(
     sample_rate_hertz: int,
     *,
-    encoding: int = asr_pb2.LINEAR16,
+    encoding: asr_pb2.AudioEncoding | str = asr_pb2.LINEAR16,
     audio_channel_count: int = 1,
     selected_channel: int | None = None,
     model: str = "",
@@ -222,9 +222,8 @@ class AsyncAsrClient:
     ) -> AsyncIterator[asr_pb2.StreamingRecognizeResponse]:
         """Async ``AsrClient.stream_file``."""
         chunks, bytes_per_second, config = _file_stream(path, chunk_ms, options)
-        chunks = apaced(chunks, bytes_per_second, speed)
         async for response in self.streaming_recognize(
-            chunks, config, interim_results=interim_results, timeout=timeout
+            apaced(chunks, bytes_per_second, speed), config, interim_results=interim_results, timeout=timeout
         ):
             yield response
 

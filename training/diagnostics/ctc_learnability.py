@@ -51,12 +51,14 @@ def main() -> None:
     generator = torch.Generator().manual_seed(0)
     patterns = torch.randn(args.vocab, 80) * 2
     batch, tokens = 8, 10
+    model: nn.Module
     if args.encoder_layers is None:
         model = nn.Sequential(nn.Linear(80, 128), nn.ReLU(), nn.Linear(128, args.vocab))
         frames = tokens * 6
     else:
         encoder = ConformerEncoder(EncoderConfig(num_layers=args.encoder_layers, dropout=0.0), FeatureConfig())
-        model = nn.ModuleDict({"encoder": encoder, "head": nn.Linear(encoder.config.d_model, args.vocab)})
+        head = nn.Linear(encoder.config.d_model, args.vocab)
+        model = nn.ModuleDict({"encoder": encoder, "head": head})  # one module for the optimizer
         frames = (tokens * 6 - 3) // 4  # encoder frames after 4x subsampling
     optimizer = torch.optim.Adam(model.parameters(), args.lr)
     for step in range(1, args.steps + 1):
@@ -66,8 +68,8 @@ def main() -> None:
         else:
             # Stretch each input frame x4 so tokens keep their length after subsampling.
             stretched = features.repeat_interleave(4, dim=1)
-            encoded, _ = model["encoder"](stretched, torch.full((batch,), stretched.shape[1]))
-            logits = model["head"](encoded)
+            encoded, _ = encoder(stretched, torch.full((batch,), stretched.shape[1]))
+            logits = head(encoded)
             frames = logits.shape[1]
         if args.framewise:
             # Encoder frame j reads stretched frames 4j..4j+6, i.e. original frames j and j+1.
