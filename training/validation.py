@@ -8,6 +8,8 @@ import jiwer
 import torch
 
 from server.model.transducer import StreamingTransducer
+from server.search.options import Search
+from server.search.utterances import transcribe_utterances
 from training.batching import bucketed_batches, collate
 from training.features import FeatureCache
 from training.text_normalize import normalize_text
@@ -20,7 +22,11 @@ def word_error_rate(
     streaming: bool = True,
     batch_frames: int = 30000,
 ) -> float:
-    """Greedy WER on cached features (streaming mask or full context)."""
+    """Greedy WER on cached features (streaming mask or full context).
+
+    Greedy whatever the model's configured decoding: validation compares checkpoints of one
+    run, and greedy search needs no LM files and is the cheapest.
+    """
     was_training = model.training
     model.eval()
     references, hypotheses = [], []
@@ -28,7 +34,8 @@ def word_error_rate(
     with torch.inference_mode():
         for chunk in bucketed_batches([cache.length(i) for i in indices], batch_frames, random.Random(0)):
             batch = collate(cache, [indices[i] for i in chunk], model.tokenizer)
-            tokens = model.transcribe_batch(batch.features.to(device), batch.feature_lengths.to(device), streaming)
+            features, lengths = batch.features.to(device), batch.feature_lengths.to(device)
+            tokens = transcribe_utterances(model, Search(), features, lengths, streaming)
             hypotheses += [normalize_text(model.tokenizer.decode([t for t, _ in hyp])) for hyp in tokens]
             references += [normalize_text(text) for text in batch.texts]
     model.train(was_training)
