@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from server.model.checkpoint import CheckpointError, load_model, save_model
+from server.search.loading import load_model_and_search, save_search_files
 from server.search.ngram_lm import build_ngram_lm
 
 
@@ -135,12 +136,13 @@ def _with_lm(random_model_dir: Path, tmp_path: Path, vocab_size: int | None = No
 
 
 def test_default_search_with_lm_loads_and_survives_a_round_trip(random_model_dir: Path, tmp_path: Path) -> None:
-    model = load_model(_with_lm(random_model_dir, tmp_path))
-    search = model.default_search
-    assert (search.beam, search.lm_weight, search.token_bonus) == (3, 0.4, 0.5)
-    assert search.lm is not None and search.lm.order == 3
-    again = load_model(save_model(model, tmp_path / "again"))
-    assert again.default_search.beam == 3 and again.default_search.lm is not None
+    model, search = load_model_and_search(_with_lm(random_model_dir, tmp_path))
+    assert (search.beam, search.options.lm_weight, search.options.token_bonus) == (3, 0.4, 0.5)
+    assert search.fused_lm is not None and search.fused_lm.order == 3
+    save_model(model, tmp_path / "again")
+    save_search_files(search.resources, model.config, tmp_path / "again")
+    _, again = load_model_and_search(tmp_path / "again")
+    assert again.beam == 3 and again.fused_lm is not None
     assert (tmp_path / "again" / "lm.safetensors").is_file()
 
 
@@ -148,17 +150,17 @@ def test_missing_lm_file_is_named(random_model_dir: Path, tmp_path: Path) -> Non
     model_dir = _with_lm(random_model_dir, tmp_path)
     (model_dir / "lm.safetensors").unlink()
     with pytest.raises(CheckpointError, match=r"lm\.safetensors: missing language model"):
-        load_model(model_dir)
+        load_model_and_search(model_dir)
 
 
 def test_lm_of_another_vocabulary_is_refused(random_model_dir: Path, tmp_path: Path) -> None:
     model_dir = _with_lm(random_model_dir, tmp_path, vocab_size=500)
     with pytest.raises(CheckpointError, match=r"lm\.safetensors: LM vocabulary 500 does not match"):
-        load_model(model_dir)
+        load_model_and_search(model_dir)
 
 
 def test_corrupt_lm_file_is_named(random_model_dir: Path, tmp_path: Path) -> None:
     model_dir = _with_lm(random_model_dir, tmp_path)
     (model_dir / "lm.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(CheckpointError, match=r"lm\.safetensors: unreadable language model"):
-        load_model(model_dir)
+        load_model_and_search(model_dir)

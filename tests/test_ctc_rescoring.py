@@ -10,16 +10,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from model_helpers import windows_of
+from model_helpers import NO_ENDPOINTS
 from pydantic import ValidationError
 from random_model import save_random_model
 from safetensors.torch import save_file
 
+from server.engine.batch import BatchOutput
+from server.engine.offline import decode_streams
 from server.model.checkpoint import load_model
 from server.model.config import ModelConfig
 from server.model.frontend import compute_fbank
-from server.search.beam import SearchConfig
+from server.search.options import RescoringOptions, Search, SearchOptions, SearchResources
 from server.search.rescoring import Rescorer, build_word_lm, ctc_sequence_log_probs
+from server.search.utterances import search_utterances
 from training.bundle import bundle, with_ctc_head
 
 BLANK = 0
@@ -79,23 +82,16 @@ def test_streaming_steps_give_the_whole_utterance_ctc_frames(tmp_path: Path) -> 
     """The server's per-chunk CTC log-probabilities, put together, are the whole utterance's."""
     model = load_model(save_random_model(tmp_path / "ctc", ctc_head=True))
     lm = build_word_lm(["x y z"] * 3, order=2, min_count=1)
-    search = SearchConfig(beam=3, rescorer=Rescorer(lm, weight=0.5, ctc_weight=0.3))
-    assert model.wants_ctc(search) and not model.wants_ctc(SearchConfig(beam=3, rescorer=Rescorer(lm, 0.5)))
+    search = Search(SearchOptions(beam=3, rescoring=RescoringOptions(0.5, ctc_weight=0.3)), SearchResources(word_lm=lm))
+    assert search.uses_ctc and not search.with_options(rescoring=RescoringOptions(0.5)).uses_ctc
     rng = np.random.default_rng(1)
     features = compute_fbank(rng.standard_normal(16000 * 2).astype(np.float32) * 0.1, 16000, model.config.features)
-    state = model.init_state(1, search=search)
-    chunks = []
-    for window, real in windows_of(model, features):
-        out = model.step(torch.from_numpy(window)[None], torch.tensor([real]), state, search)
-        chunks.append(out.ctc_log_probs[0, : int(out.num_frames[0])])
-        state = out.state
-    whole = model.beam_hypotheses(
-        torch.from_numpy(features)[None],
-        torch.tensor([features.shape[0]]),
-        streaming=True,
-        search=search,
-        with_ctc=True,
-    )[0].ctc_log_probs
+    steps: list[BatchOutput] = []
+    decode_streams(model, search, [[features]], NO_ENDPOINTS, steps=steps, features=True)
+    chunks = [step.streams[0].ctc_log_probs for step in steps]
+    whole = search_utterances(model, search, torch.from_numpy(features)[None], torch.tensor([features.shape[0]]))[
+        0
+    ].ctc_log_probs
     streamed = torch.cat(chunks)
     assert streamed.shape == whole.shape and streamed.shape[0] > 10
     torch.testing.assert_close(streamed, whole, atol=1e-4, rtol=1e-4)

@@ -12,7 +12,7 @@ import soundfile as sf
 import torch
 from safetensors import safe_open
 
-from server.model.checkpoint import load_model
+from server.search.loading import load_model_and_search
 from training.cli import main
 
 
@@ -55,14 +55,13 @@ def test_lm_command_builds_the_default_search(
     with safe_open(str(model_dir / "lm.safetensors"), framework="pt") as handle:
         assert json.loads(handle.metadata()["info"])["mixture"] == "everyday=1"
 
-    model = load_model(model_dir)
-    search = model.default_search
-    assert (search.beam, search.lm_weight, search.token_bonus) == (3, 0.4, 0.7)
+    model, search = load_model_and_search(model_dir)
+    assert (search.beam, search.options.lm_weight, search.options.token_bonus) == (3, 0.4, 0.7)
     # The LM has learned English order: a sentence scores better than its words reversed.
     tokenizer = model.tokenizer
     sentence = "could you tell me where the station is"
-    forward = _mean_log_prob(search.lm, tokenizer.encode(sentence))
-    backward = _mean_log_prob(search.lm, tokenizer.encode(" ".join(reversed(sentence.split()))))
+    forward = _mean_log_prob(search.fused_lm, tokenizer.encode(sentence))
+    backward = _mean_log_prob(search.fused_lm, tokenizer.encode(" ".join(reversed(sentence.split()))))
     assert forward > backward + 0.1
 
 

@@ -15,6 +15,7 @@ from model_helpers import noisy_model
 from safetensors.torch import save_file
 
 from server.model.checkpoint import CheckpointError, load_model, save_model
+from server.search.loading import load_model_and_search, save_search_files
 from server.search.ngram_lm import build_ngram_lm
 from server.search.rescoring import SENTENCE_END, SENTENCE_START, Rescorer, WordLM, build_word_lm, final_hypothesis
 from training.bundle import with_ctc_head
@@ -103,22 +104,24 @@ def _with_word_lm(random_model_dir: Path, tmp_path: Path) -> Path:
 
 
 def test_model_with_rescoring_loads_and_survives_a_round_trip(random_model_dir: Path, tmp_path: Path) -> None:
-    model = load_model(_with_word_lm(random_model_dir, tmp_path))
-    rescorer = model.default_search.rescorer
+    model, search = load_model_and_search(_with_word_lm(random_model_dir, tmp_path))
+    rescorer = search.rescorer
     assert rescorer is not None and (rescorer.weight, rescorer.word_bonus, rescorer.oov_penalty) == (0.7, 0.2, 3.0)
-    assert model.default_search.lm is not None  # setting the rescoring kept the beam search's LM
-    again = load_model(save_model(model, tmp_path / "again"))
-    assert again.default_search.rescorer is not None and (tmp_path / "again" / "word_lm.safetensors").is_file()
+    assert search.fused_lm is not None  # setting the rescoring kept the beam search's LM
+    save_model(model, tmp_path / "again")
+    save_search_files(search.resources, model.config, tmp_path / "again")
+    _, again = load_model_and_search(tmp_path / "again")
+    assert again.rescorer is not None and (tmp_path / "again" / "word_lm.safetensors").is_file()
 
 
 def test_missing_or_corrupt_word_lm_is_named(random_model_dir: Path, tmp_path: Path) -> None:
     model_dir = _with_word_lm(random_model_dir, tmp_path)
     (model_dir / "word_lm.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(CheckpointError, match=r"word_lm\.safetensors: unreadable word language model"):
-        load_model(model_dir)
+        load_model_and_search(model_dir)
     (model_dir / "word_lm.safetensors").unlink()
     with pytest.raises(CheckpointError, match=r"word_lm\.safetensors: missing word language model"):
-        load_model(model_dir)
+        load_model_and_search(model_dir)
 
 
 def test_lm_command_builds_the_word_lm_and_sets_the_rescoring(
@@ -147,7 +150,7 @@ def test_lm_command_builds_the_word_lm_and_sets_the_rescoring(
     assert code == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["order"] == 3 and summary["words"] > 100 and summary["file"].endswith("word_lm.safetensors")
-    rescorer = load_model(model_dir).default_search.rescorer
+    rescorer = load_model_and_search(model_dir)[1].rescorer
     assert rescorer is not None and (rescorer.weight, rescorer.word_bonus, rescorer.oov_penalty) == (0.6, 0.5, 2.0)
     sentence = "could you tell me where the station is"
     forward, backward = rescorer.lm.sentence_scores([sentence, " ".join(reversed(sentence.split()))]).log_probs
@@ -213,7 +216,7 @@ def test_tune_rescoring_grid_contains_the_plain_search_and_sets_the_best(
     plain = next(p for p in grid if p["weight"] == 0 and p["oov_penalty"] == 0)
     assert plain["wer"] == summary["without_rescoring"]  # weight 0 = the search's own choice
     assert summary["oracle"] <= summary["best"]["wer"] <= summary["without_rescoring"]
-    rescorer = load_model(model_dir).default_search.rescorer
+    rescorer = load_model_and_search(model_dir)[1].rescorer
     assert rescorer is not None and (rescorer.weight, rescorer.oov_penalty) == (
         summary["best"]["weight"],
         summary["best"]["oov_penalty"],
@@ -243,8 +246,8 @@ def test_tune_rescoring_grid_contains_the_plain_search_and_sets_the_best(
         == 0
     )
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["beam"] == 2
-    search = load_model(model_dir).default_search
-    assert search.beam == 2 and search.lm is not None and search.rescorer is not None
+    _, search = load_model_and_search(model_dir)
+    assert search.beam == 2 and search.fused_lm is not None and search.rescorer is not None
     # A model without a CTC head has no CTC weight to tune; with one (attached as asr-train
     # bundle does), the grid covers it and --set-default writes the best.
     with pytest.raises(SystemExit, match="no CTC head"):
@@ -280,4 +283,4 @@ def test_tune_rescoring_grid_contains_the_plain_search_and_sets_the_best(
     grid, summary = lines[:-1], lines[-1]
     assert [p["ctc_weight"] for p in grid] == [0, 2] and summary["best_without_ctc"] == grid[0]
     assert summary["ctc_ms_per_final"] > 0
-    assert load_model(model_dir).default_search.rescorer.ctc_weight == summary["best"]["ctc_weight"]
+    assert load_model_and_search(model_dir)[1].rescorer.ctc_weight == summary["best"]["ctc_weight"]

@@ -60,7 +60,7 @@ class StreamDecoder:
         self._final_windows: list[tuple[np.ndarray, int]] | None = None  # set at end of input
         self._rules = options.endpoint.rules()
         # The word LM knows one talker's sentences: multi-talker finals keep the search's best.
-        self._history = BeamHistory(model.tokenizer, None if options.multi_talker else search.rescorer)
+        self._history = BeamHistory(model.tokenizer, None if options.multi_talker else search.final_rescorer)
         self._next_start = WindowStart.NEW_STREAM
         self._utterance = self._utterance_of([])
         self._utterance_start = 0  # first encoder frame after the previous endpoint

@@ -85,16 +85,22 @@ class Search:
 
     @cached_property
     def rescorer(self) -> Rescorer | None:
-        """The second pass over finals; None under greedy search (one hypothesis) or without a word LM."""
+        """The second pass over finals the options and resources define (None without a word LM)."""
         rescoring, lm = self.options.rescoring, self.resources.word_lm
-        if self.beam == 1 or rescoring is None or lm is None:
+        if rescoring is None or lm is None:
             return None
         return Rescorer(lm, **dataclasses.asdict(rescoring))
 
     @property
+    def final_rescorer(self) -> Rescorer | None:
+        """The rescorer finals go through: none under greedy search, which has one hypothesis."""
+        return self.rescorer if self.beam > 1 else None
+
+    @property
     def uses_ctc(self) -> bool:
         """Whether finals are rescored with the CTC head (the chunk steps must then return its frames)."""
-        return self.rescorer is not None and self.rescorer.uses_ctc
+        rescorer = self.final_rescorer
+        return rescorer is not None and rescorer.uses_ctc
 
     def with_options(self, **changes: object) -> Search:
         """The same resources with some options replaced (e.g. ``beam=16``)."""

@@ -70,7 +70,7 @@ def transcribe_utterances(
         index = final_hypothesis(
             update.added,
             update.scores,
-            search.rescorer,
+            search.final_rescorer,
             model.tokenizer.decode,
             result.ctc_log_probs,
             model.tokenizer.blank_id,
