@@ -11,7 +11,8 @@ from server.model.config import DecoderConfig, EncoderConfig, ModelConfig, Token
 from server.model.tokenizer import CHANNEL_CHANGE_PIECE, Tokenizer, train_tokenizer
 from server.model.transducer import StreamingTransducer
 
-_RANDOM_MODEL_TEXT = [
+# The tokenizer's training text (the server tests speak it too: all its words are in the vocabulary).
+RANDOM_MODEL_TEXT = [
     "the quick brown fox jumps over the lazy dog",
     "please call me back tomorrow morning",
     "we will meet at the station at nine",
@@ -31,7 +32,7 @@ def save_random_model(
     """Write a tiny random-init checkpoint (for unit tests of shapes, plumbing and errors only)."""
     model_dir = Path(model_dir)
     special = [CHANNEL_CHANGE_PIECE] if multi_talker else []
-    tokenizer_file = train_tokenizer(_RANDOM_MODEL_TEXT * 20, model_dir / "tokenizer", 40, special)
+    tokenizer_file = train_tokenizer(RANDOM_MODEL_TEXT * 20, model_dir / "tokenizer", 40, special)
     tokenizer = Tokenizer(tokenizer_file, CHANNEL_CHANGE_PIECE if multi_talker else None)
     config = ModelConfig(
         name=model_dir.name,

@@ -48,12 +48,6 @@ def server(random_model_dir: Path, multi_model_dir: Path) -> ServerThread:
 
 
 @pytest.fixture(scope="module")
-def stub(server: ServerThread) -> asr_pb2_grpc.RecognizerStub:
-    with grpc.insecure_channel(server.target) as channel:
-        yield asr_pb2_grpc.RecognizerStub(channel)
-
-
-@pytest.fixture(scope="module")
 def speech() -> tuple[bytes, int]:
     return synthesize("please call me back tomorrow morning")
 

@@ -29,6 +29,7 @@ from asr_harness import (
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from prometheus_client import REGISTRY
+from random_model import RANDOM_MODEL_TEXT
 
 from server.api.audio import MULAW_TABLE
 from server.metrics import serve_metrics
@@ -37,12 +38,7 @@ from server.model.checkpoint import DEFAULT_MODEL_DIR
 pytestmark = requires_espeak
 
 TEXTS = [
-    "the quick brown fox jumps over the lazy dog",
-    "please call me back tomorrow morning",
-    "we will meet at the station at nine",
-    "how much does the blue one cost",
-    "she said that the weather would be fine",
-    "turn left at the next light and keep going",
+    *RANDOM_MODEL_TEXT,
     "the meeting was moved to friday afternoon",
     "open the window it is warm in here",
     "my phone number has changed since last year",
@@ -56,12 +52,6 @@ ENDPOINTING = asr_pb2.EndpointingConfig(max_utterance_ms=1200)
 def server(random_model_dir: Path) -> ServerThread:
     with ServerThread([random_model_dir], max_streams=16, max_batch_size=16, max_wait_ms=20) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def stub(server: ServerThread) -> asr_pb2_grpc.RecognizerStub:
-    with grpc.insecure_channel(server.target) as channel:
-        yield asr_pb2_grpc.RecognizerStub(channel)
 
 
 @pytest.fixture(scope="module")
