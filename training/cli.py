@@ -7,6 +7,8 @@ import argparse
 import sys
 
 from training import average, bundle, curve, evaluate, fit, lm, model_card, synth, tune_rescoring
+from training.devsets import asterisk_fr
+from training.whisper import convert as convert_whisper
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
         ("eval", evaluate, "WER/CER of a model on a manifest"),
         ("card", model_card, "measure a model and write its MODEL_CARD.md"),
         ("curve", curve, "a run's training curve (log.jsonl) as a Markdown table"),
+        ("convert-whisper", convert_whisper, "Whisper's encoder (CTranslate2 model.bin or openai .pt) to safetensors"),
+        ("devset-asterisk-fr", asterisk_fr, "the French real-speech dev manifest (asterisk-core-sounds-fr-wav)"),
     ]:
         sub = commands.add_parser(name, help=help_text, description=module.__doc__)
         module.add_arguments(sub)

@@ -1,0 +1,1 @@
+"""Development sets of real speech (for measuring only, never for training)."""
