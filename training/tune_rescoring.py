@@ -93,6 +93,12 @@ def kbest_lists(model: StreamingTransducer, manifest: Path, search: Search) -> l
     return lists
 
 
+def _oracle_text(kbest: KBestList) -> str:
+    """The hypothesis of the K-best list closest to its reference."""
+    live = [text for text, score in zip(kbest.texts, kbest.scores, strict=True) if score > -math.inf]
+    return min(live, key=lambda text: jiwer.wer(kbest.reference, normalize_text(text) or "<empty>"))
+
+
 def _wer(references: list[str], hypotheses: list[str]) -> float:
     return jiwer.wer(references, [normalize_text(h) or "<empty>" for h in hypotheses])
 
@@ -108,16 +114,7 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"{args.model} has no CTC head: --ctc-weights must be 0")
     references = [kbest.reference for kbest in lists]
     baseline = _wer(references, [kbest.texts[best_index(kbest.scores)] for kbest in lists])
-    oracle = _wer(
-        references,
-        [
-            min(
-                (t for t, s in zip(kbest.texts, kbest.scores, strict=True) if s > -math.inf),
-                key=lambda t, reference=kbest.reference: jiwer.wer(reference, normalize_text(t) or "<empty>"),
-            )
-            for kbest in lists
-        ],
-    )
+    oracle = _wer(references, [_oracle_text(kbest) for kbest in lists])
     # What the word LM says of each hypothesis does not depend on the weights: compute it once
     # (and time it: this is what rescoring adds to every final result in the server).
     if lists:

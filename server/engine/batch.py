@@ -20,7 +20,7 @@ from torch import Tensor
 from server.model.transducer import StreamingTransducer
 from server.search.hypotheses import BeamUpdate, beam_updates
 from server.search.options import Search
-from server.search.step import decode_chunk, init_stream_state, reset_utterance_
+from server.search.step import StreamState, decode_chunk, init_stream_state, reset_utterance_
 
 
 class WindowStart(Enum):
@@ -76,15 +76,15 @@ class BatchStepper:
         self.search = search
         self.capacity = capacity
         self.device = device
-        self._pool = None  # created on first use, on the thread that runs the steps
+        self._pool: StreamState | None = None  # created on first use, on the thread that runs the steps
 
     @torch.inference_mode()
     def step(self, batch: list[tuple[int, Window]]) -> BatchOutput:
         """One step for (slot, window) pairs, each slot at most once."""
-        if self._pool is None:
-            self._pool = init_stream_state(self.model, self.search, self.capacity)
         pool = self._pool
-        self._prepare_rows(batch)
+        if pool is None:
+            pool = self._pool = init_stream_state(self.model, self.search, self.capacity)
+        self._prepare_rows(pool, batch)
         rows = self._rows([slot for slot, _ in batch])
         features = torch.from_numpy(np.stack([window.features for _, window in batch])).to(self.device)
         num_feature_frames = torch.tensor([window.num_frames for _, window in batch], device=self.device)
@@ -106,17 +106,16 @@ class BatchStepper:
     def _rows(self, slots: list[int]) -> Tensor:
         return torch.tensor(slots, dtype=torch.int64, device=self.device)
 
-    def _prepare_rows(self, batch: list[tuple[int, Window]]) -> None:
+    def _prepare_rows(self, pool: StreamState, batch: list[tuple[int, Window]]) -> None:
         """Fresh rows for new streams, restarted hypotheses after an endpoint."""
-        assert self._pool is not None
         new = [(slot, window) for slot, window in batch if window.start is WindowStart.NEW_STREAM]
         if new:
             weights = self._language_weights([window.language_weights for _, window in new])
             fresh = init_stream_state(self.model, self.search, len(new), weights)
-            self._pool.assign_(self._rows([slot for slot, _ in new]), fresh)
+            pool.assign_(self._rows([slot for slot, _ in new]), fresh)
         restart = [slot for slot, window in batch if window.start is WindowStart.NEW_UTTERANCE]
         if restart:
-            reset_utterance_(self.model, self._pool, self._rows(restart))
+            reset_utterance_(self.model, pool, self._rows(restart))
 
     def _language_weights(self, weights: list[np.ndarray | None]) -> Tensor:
         num_languages = len(self.model.config.languages)

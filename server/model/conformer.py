@@ -176,6 +176,7 @@ class ConformerBlock(nn.Module):
         q, k, v = self.attention.project(x)
         new_k, new_v = k[:, :, :num_queries], v[:, :, :num_queries]
         if key_cache is not None:
+            assert value_cache is not None, "keys and values are cached together"
             k = torch.cat([key_cache, k], dim=2)
             v = torch.cat([value_cache, v], dim=2)
         x = x[:, :num_queries]

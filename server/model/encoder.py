@@ -41,6 +41,10 @@ def chunk_attention_mask(
 class ConformerEncoder(nn.Module):
     """Global CMVN -> 4x conv subsampling -> Conformer blocks."""
 
+    # Registered buffers (global CMVN statistics, set by training), declared for the type checker.
+    feature_mean: Tensor
+    feature_std: Tensor
+
     def __init__(self, config: EncoderConfig, features: FeatureConfig) -> None:
         super().__init__()
         self.config = config

@@ -224,8 +224,8 @@ def _ngrams(sequences: list[np.ndarray], n: int, pad: int) -> np.ndarray:
     ]
     if not grams:
         return np.zeros((0, n), np.int64)
-    grams = np.concatenate(grams)
-    return grams[grams[:, -1] != pad]
+    stacked = np.concatenate(grams)
+    return stacked[stacked[:, -1] != pad]
 
 
 def _encode(columns: np.ndarray, vocab_size: int) -> np.ndarray:
@@ -285,7 +285,16 @@ def build_ngram_lm(
         tables["offsets"].append(torch.from_numpy(offsets.astype(np.int64)))
         tables["tokens"].append(torch.from_numpy(grams[sel, -1].copy()))
         tables["probs"].append(torch.from_numpy(probs[sel]).float())
-    return TokenNgramLM(order, vocab_size, torch.from_numpy(unigram).float(), **tables)
+    return TokenNgramLM(
+        order,
+        vocab_size,
+        torch.from_numpy(unigram).float(),
+        context_keys=tables["context_keys"],
+        lower_weights=tables["lower_weights"],
+        offsets=tables["offsets"],
+        tokens=tables["tokens"],
+        probs=tables["probs"],
+    )
 
 
 def _context_keys(contexts: Tensor, vocab_size: int) -> Tensor:
