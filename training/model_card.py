@@ -182,7 +182,13 @@ def run(args: argparse.Namespace) -> int:
     (args.model / MODEL_CARD_FILE).write_text(card)
     print(
         json.dumps(
-            {"streaming": streaming, "offline": offline, "speed": speed, "greedy_streaming": greedy_result, "data": data}
+            {
+                "streaming": streaming,
+                "offline": offline,
+                "speed": speed,
+                "greedy_streaming": greedy_result,
+                "data": data,
+            }
         )
     )
     return 0
