@@ -28,6 +28,7 @@ def save_random_model(
     languages: list[str] | None = None,
     seed: int = 0,
     ctc_head: bool = False,
+    language_experts: bool = False,
 ) -> Path:
     """Write a tiny random-init checkpoint (for unit tests of shapes, plumbing and errors only)."""
     model_dir = Path(model_dir)
@@ -48,6 +49,7 @@ def save_random_model(
             chunk_size=4,
             left_chunks=2,
             right_context=1,
+            language_experts=language_experts,
         ),
         decoder=DecoderConfig(embed_dim=16, context_size=2),
         joiner_dim=32,

@@ -164,7 +164,9 @@ def test_languages_and_multi_talker_on_a_model_that_has_them(
     results = [r for resp in german for r in resp.results]
     assert results and all(r.language_code == "de" for r in results)
     both = stream(stub, config(rate, model="random-multi", language_codes=["en", "de"]), fixed_chunks(pcm, 3200))
-    assert all(r.language_code == "" for resp in both for r in resp.results)
+    # With several selected, a result names the one its tokens belong to (tests/test_cmm.py checks which).
+    codes = {r.language_code for resp in both for r in resp.results}
+    assert codes and codes <= {"en", "de"}
     talkers = stream(stub, config(rate, model="random-multi", multi_talker=True), fixed_chunks(pcm, 3200))
     assert finals(talkers)
     assert {r.channel for resp in talkers for r in resp.results} <= {0, 1}

@@ -13,6 +13,7 @@ import bisect
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from server.engine.batch import StreamStepOutput, Window, WindowStart
 from server.engine.beam_history import BeamHistory
@@ -173,8 +174,17 @@ class StreamDecoder:
             utterance_index=self._utterance_index,
             frame_shift_ms=self._frame_ms,
             with_words=self.options.word_times,
-            language_code=self.options.language_code,
+            language_code=self._language_code(),
         )
+
+    def _language_code(self) -> str:
+        """The selected language, or with several, the one the utterance's tokens belong to (CMM)."""
+        if self.options.language_code or self.model.token_languages is None:
+            return self.options.language_code
+        tokens = [token for channel in self._utterance.tokens.values() for token, _ in channel]
+        weights = self.options.language_weights
+        mask = torch.ones(len(self.model.config.languages)) if weights is None else torch.from_numpy(weights)
+        return self.model.config.languages[self.model.utterance_language(tokens, mask)]
 
     def _finalise(self) -> list[Result]:
         self._utterance = self._utterance_of(self._history.final())

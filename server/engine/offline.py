@@ -23,20 +23,21 @@ def decode_streams(
     model: StreamingTransducer,
     search: Search,
     audio: Sequence[Iterable[np.ndarray]],
-    options: StreamOptions | None = None,
+    options: StreamOptions | Sequence[StreamOptions] | None = None,
     join_at: Sequence[int] | None = None,
     steps: list[BatchOutput] | None = None,
     features: bool = False,
 ) -> list[list[Update]]:
     """Every update of each stream, in order.
 
+    options: one for all streams, or one per stream (e.g. each with its own languages).
     audio: per stream, its float32 samples at the model's rate in pieces of any size (with
         ``features``: its fbank frames (n, num_mel_bins) in pieces).
     join_at: per stream, the round at which it starts (default: all at once).
     steps: if given, each batched step's output is appended (for timing and inspection).
     """
-    options = options or StreamOptions()
-    decoders = [StreamDecoder(model, search, options) for _ in audio]
+    per_stream = [options or StreamOptions()] * len(audio) if not isinstance(options, Sequence) else options
+    decoders = [StreamDecoder(model, search, stream_options) for stream_options in per_stream]
     pieces: list[Iterator[np.ndarray]] = [iter(stream) for stream in audio]
     join_at = join_at or [0] * len(audio)
     stepper = BatchStepper(model, search, capacity=max(1, len(audio)))

@@ -41,6 +41,8 @@ class EncoderConfig(_Strict):
     chunk_size: int = Field(8, ge=1)
     left_chunks: int = Field(8, ge=1)
     right_context: int = Field(2, ge=0)
+    # CMM: one linear expert per language after every block, mixed by each stream's language mask.
+    language_experts: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> EncoderConfig:

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from server.model.config import EncoderConfig, FeatureConfig
 from server.model.conformer import ConformerBlock, Subsampling
 from server.model.frames import SUBSAMPLING_EXTRA_FRAMES, SUBSAMPLING_FACTOR
+from server.model.language_experts import LanguageExperts
 
 
 def chunk_attention_mask(
@@ -45,7 +46,7 @@ class ConformerEncoder(nn.Module):
     feature_mean: Tensor
     feature_std: Tensor
 
-    def __init__(self, config: EncoderConfig, features: FeatureConfig) -> None:
+    def __init__(self, config: EncoderConfig, features: FeatureConfig, num_languages: int = 1) -> None:
         super().__init__()
         self.config = config
         self.register_buffer("feature_mean", torch.zeros(features.num_mel_bins))
@@ -64,6 +65,20 @@ class ConformerEncoder(nn.Module):
             for _ in range(config.num_layers)
         )
         self.output_norm = nn.LayerNorm(config.d_model)
+        self.num_languages = num_languages
+        self.experts = (
+            nn.ModuleList(LanguageExperts(num_languages, config.d_model) for _ in range(config.num_layers))
+            if config.language_experts
+            else None
+        )
+
+    def _with_experts(self, index: int, x: Tensor, language_weights: Tensor | None) -> Tensor:
+        """Block ``index``'s universal output x (B, T, D) plus its language experts' mix (CMM)."""
+        if self.experts is None:
+            return x
+        if language_weights is None:
+            language_weights = x.new_full((x.shape[0], self.num_languages), 1.0 / self.num_languages)
+        return x + self.experts[index](x, language_weights)
 
     # -- geometry -------------------------------------------------------------------------
     @property
@@ -96,8 +111,12 @@ class ConformerEncoder(nn.Module):
         chunk_size: int | None = -1,
         left_chunks: int | None = -1,
         right_context: int = -1,
+        language_weights: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """features (B, T, F), feature_lengths (B,) -> (B, T', D), lengths (B,).
+
+        language_weights (B, num_languages), rows summing to 1, mix the CMM language experts
+        (None: all languages alike).
 
         The mask defaults (-1) to the serving configuration; ``chunk_size=None`` is
         full context (offline); ``left_chunks=None`` is unlimited history.
@@ -121,6 +140,7 @@ class ConformerEncoder(nn.Module):
             mask_first = mask_first[None] & key_valid
         for index, layer in enumerate(self.layers):
             x, _, _, _ = layer(x, mask_first if index == 0 else mask_rest, distance, num_frames)
+            x = self._with_experts(index, x, language_weights)
         return self.output_norm(x), lengths
 
     # -- streaming ------------------------------------------------------------------------
@@ -143,6 +163,7 @@ class ConformerEncoder(nn.Module):
         attn_values: Tensor,
         conv_cache: Tensor,
         chunks_done: Tensor,
+        language_weights: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """Encode one chunk of each of B streams, which may be at different positions.
 
@@ -180,6 +201,7 @@ class ConformerEncoder(nn.Module):
                 attn_values[:, index],
                 conv_cache[:, index],
             )
+            x = self._with_experts(index, x, language_weights)
             new_keys.append(torch.cat([attn_keys[:, index], k], dim=2)[:, :, -cache:])
             new_values.append(torch.cat([attn_values[:, index], v], dim=2)[:, :, -cache:])
             new_conv.append(conv)

@@ -58,6 +58,8 @@ class Joiner(nn.Module):
 class StreamingTransducer(nn.Module):
     """The model the server runs; see docs/architecture.md for how the engine uses it."""
 
+    token_languages: Tensor | None  # a registered buffer (V, K) bool, or None for one language
+
     def __init__(self, config: ModelConfig, tokenizer: Tokenizer) -> None:
         super().__init__()
         if tokenizer.vocab_size != config.tokenizer.vocab_size:
@@ -67,13 +69,17 @@ class StreamingTransducer(nn.Module):
         self.config = config
         self.tokenizer = tokenizer
         vocab = config.tokenizer.vocab_size
-        self.encoder = ConformerEncoder(config.encoder, config.features)
+        self.encoder = ConformerEncoder(config.encoder, config.features, len(config.languages))
         self.decoder = StatelessDecoder(
             vocab, config.decoder.embed_dim, config.decoder.context_size, tokenizer.blank_id
         )
         self.joiner = Joiner(config.encoder.d_model, config.decoder.embed_dim, config.joiner_dim, vocab)
         # Only to rescore final results (``rescoring.ctc_sequence_log_probs``); the search never uses it.
         self.ctc_head = nn.Linear(config.encoder.d_model, vocab) if config.ctc_head else None
+        # CMM: which languages' text uses each token (V, K); a stream may emit the tokens of its
+        # selected languages only. A one-language model has no table: every token is allowed.
+        table = torch.ones(vocab, len(config.languages), dtype=torch.bool) if len(config.languages) > 1 else None
+        self.register_buffer("token_languages", table)
 
     # -- facts the engine and ListModels need ------------------------------------------------
     @property
@@ -104,6 +110,25 @@ class StreamingTransducer(nn.Module):
             raise ValueError(f"model {self.config.name} has no CTC head (config.json ctc_head)")
         return self.ctc_head(encoder_out).float().log_softmax(dim=-1)
 
+    # -- languages (CMM) -----------------------------------------------------------------------
+    def allowed_tokens(self, language_weights: Tensor) -> Tensor | None:
+        """language_weights (B, K) -> (B, V) bool, the tokens a stream may emit (blank always);
+        None when every token is allowed (a one-language model)."""
+        if self.token_languages is None:
+            return None
+        selected = (language_weights > 0).to(torch.float32)
+        allowed = (selected @ self.token_languages.T.to(torch.float32)) > 0
+        allowed[:, self.tokenizer.blank_id] = True
+        return allowed
+
+    def utterance_language(self, token_ids: list[int], language_weights: Tensor) -> int:
+        """Index of the selected language (weights (K,)) the tokens belong to most: the one whose
+        text uses the most of them (ties: the first such language)."""
+        if self.token_languages is None or not token_ids:
+            return int(torch.argmax(language_weights))
+        counts = self.token_languages[torch.tensor(token_ids)].sum(dim=0).to(torch.float32)
+        return int(torch.argmax(torch.where(language_weights > 0, counts, torch.full_like(counts, -1.0))))
+
     # -- streaming ---------------------------------------------------------------------------
     def init_encoder_state(self, batch: int, language_weights: Tensor | None = None) -> EncoderState:
         """Fresh encoder state for ``batch`` streams; language_weights (B, num_languages) or None = all."""
@@ -122,7 +147,13 @@ class StreamingTransducer(nn.Module):
         flush) and the new state.
         """
         encoder_out, num_frames, keys, values, conv = self.encoder.step(
-            features, num_feature_frames, state.attn_keys, state.attn_values, state.conv_cache, state.chunks_done
+            features,
+            num_feature_frames,
+            state.attn_keys,
+            state.attn_values,
+            state.conv_cache,
+            state.chunks_done,
+            state.language_weights,
         )
         new_state = EncoderState(
             attn_keys=keys,
@@ -137,12 +168,20 @@ class StreamingTransducer(nn.Module):
         """(B,) absolute index of the first encoder frame the next chunk produces."""
         return state.chunks_done * self.config.encoder.chunk_size
 
-    def encode_utterances(self, features: Tensor, feature_lengths: Tensor, streaming: bool) -> tuple[Tensor, Tensor]:
+    def encode_utterances(
+        self, features: Tensor, feature_lengths: Tensor, streaming: bool, language_weights: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         """Encoder over whole utterances (B, T, F), lengths (B,): the streaming mask (all left context,
-        which computes what chunk-by-chunk encoding computes) or full context. -> (B, T', D), (B,)."""
+        which computes what chunk-by-chunk encoding computes) or full context. -> (B, T', D), (B,).
+
+        language_weights (B, K): each utterance's language mask, normalised here (None: all languages).
+        """
+        if language_weights is not None:
+            language_weights = language_weights / language_weights.sum(dim=1, keepdim=True)
         return self.encoder(
             features,
             feature_lengths,
             chunk_size=-1 if streaming else None,
             left_chunks=-1 if streaming else None,
+            language_weights=language_weights,
         )

@@ -72,13 +72,15 @@ def beam_search_frames(
     state: BeamState,
     search: Search,
     frame_offset: Tensor,
+    allowed: Tensor | None = None,
 ) -> tuple[BeamState, BeamTrace]:
     """Advance every stream's beam over its frames of ``encoder_out``.
 
     model: a ``StreamingTransducer`` (its ``decoder``, ``joiner`` and blank id are used).
     encoder_out (B, T, D); num_frames (B,) valid frames per stream; ``state`` made for
     ``search`` (``init_beam_state``); frame_offset (B,) absolute index of frame 0 (for token
-    timestamps). Returns the new state and the trace.
+    timestamps); allowed (B, V) bool the tokens each stream may emit (None: all), a mask on
+    the joiner's logits. Returns the new state and the trace.
     """
     batch, num_steps, _ = encoder_out.shape
     beam = state.scores.shape[1]
@@ -99,6 +101,8 @@ def beam_search_frames(
         decoder_out = model.decoder(state.decoder_context.view(batch * beam, -1))[:, 0]
         decoder_proj = model.joiner.decoder_proj(decoder_out).view(batch, beam, -1)
         logits = model.joiner.output(torch.tanh(encoder_proj[:, t].unsqueeze(1) + decoder_proj))
+        if allowed is not None:
+            logits = logits.masked_fill(~allowed[:, None, :], float("-inf"))
         log_probs = logits.float().log_softmax(dim=-1)  # (B, K, V)
         vocab = log_probs.shape[-1]
         # Fusion terms apply to tokens only: a blank neither advances the LM nor earns the bonus.

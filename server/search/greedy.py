@@ -16,13 +16,19 @@ from server.search.hypotheses import BeamState, BeamTrace
 
 
 def greedy_search_frames(
-    model: StreamingTransducer, encoder_out: Tensor, num_frames: Tensor, state: BeamState, frame_offset: Tensor
+    model: StreamingTransducer,
+    encoder_out: Tensor,
+    num_frames: Tensor,
+    state: BeamState,
+    frame_offset: Tensor,
+    allowed: Tensor | None = None,
 ) -> tuple[BeamState, BeamTrace]:
     """Advance every stream over its frames of ``encoder_out``.
 
     encoder_out (B, T, D), num_frames (B,) valid frames per stream, ``state`` with K = 1
     (``decoder_context`` (B, 1, context_size) holds the last tokens), frame_offset (B,)
-    absolute index of frame 0 (for timestamps). Returns the new state and the trace.
+    absolute index of frame 0 (for timestamps), allowed (B, V) bool the tokens each stream may
+    emit (None: all). Returns the new state and the trace.
     """
     batch, num_steps, _ = encoder_out.shape
     blank = model.tokenizer.blank_id
@@ -37,6 +43,8 @@ def greedy_search_frames(
             break
         for _ in range(model.config.max_symbols_per_frame):
             logits = model.joiner.output(torch.tanh(encoder_proj[:, t] + decoder_proj))
+            if allowed is not None:
+                logits = logits.masked_fill(~allowed, float("-inf"))
             best = logits.argmax(dim=-1)
             emit = active & (best != blank)
             if not bool(emit.any()):

@@ -70,11 +70,15 @@ def search_frames(
     num_frames: Tensor,
     beams: BeamState,
     frame_offset: Tensor,
+    allowed: Tensor | None = None,
 ) -> tuple[BeamState, BeamTrace]:
-    """Advance the hypotheses over encoder frames (B, T, D), num_frames (B,) valid; beam 1 is greedy search."""
+    """Advance the hypotheses over encoder frames (B, T, D), num_frames (B,) valid; beam 1 is greedy search.
+
+    allowed (B, V) bool: the tokens each stream may emit (its languages'), or None for all.
+    """
     if search.beam == 1:
-        return greedy_search_frames(model, encoder_out, num_frames, beams, frame_offset)
-    return beam_search_frames(model, encoder_out, num_frames, beams, search, frame_offset)
+        return greedy_search_frames(model, encoder_out, num_frames, beams, frame_offset, allowed)
+    return beam_search_frames(model, encoder_out, num_frames, beams, search, frame_offset, allowed)
 
 
 def decode_chunk(
@@ -86,6 +90,7 @@ def decode_chunk(
     """
     frame_offset = model.chunk_frame_offset(state.encoder)
     encoder_out, num_frames, encoder = model.encode_chunk(features, num_feature_frames, state.encoder)
-    beams, trace = search_frames(model, search, encoder_out, num_frames, state.beams, frame_offset)
+    allowed = model.allowed_tokens(state.encoder.language_weights)
+    beams, trace = search_frames(model, search, encoder_out, num_frames, state.beams, frame_offset, allowed)
     ctc_log_probs = model.ctc_log_probs(encoder_out) if search.uses_ctc else None
     return ChunkOutput(num_frames, trace, StreamState(encoder, beams), ctc_log_probs)

@@ -38,18 +38,21 @@ def search_utterances(
     feature_lengths: Tensor,
     streaming: bool = True,
     with_ctc: bool | None = None,
+    language_weights: Tensor | None = None,
 ) -> list[UtteranceHypotheses]:
     """All K hypotheses of each utterance, before any rescoring: features (B, T, F), feature_lengths (B,).
 
     ``with_ctc`` (default: when the search rescores with it) also returns the CTC head's frames.
+    ``language_weights`` (B, K): each utterance's language mask (None: all languages).
     """
-    encoder_out, lengths = model.encode_utterances(features, feature_lengths, streaming)
+    encoder_out, lengths = model.encode_utterances(features, feature_lengths, streaming, language_weights)
     batch, device = features.shape[0], features.device
     beams = init_beam_state(
         batch, search.beam, model.config.decoder.context_size, search.lm_context_size, model.tokenizer.blank_id, device
     )
     start = torch.zeros(batch, dtype=torch.int64, device=device)
-    beams, trace = search_frames(model, search, encoder_out, lengths, beams, start)
+    allowed = None if language_weights is None else model.allowed_tokens(language_weights)
+    beams, trace = search_frames(model, search, encoder_out, lengths, beams, start, allowed)
     updates = beam_updates(trace, beams.scores)
     if not (search.uses_ctc if with_ctc is None else with_ctc):
         return [UtteranceHypotheses(update) for update in updates]
@@ -61,11 +64,17 @@ def search_utterances(
 
 
 def transcribe_utterances(
-    model: StreamingTransducer, search: Search, features: Tensor, feature_lengths: Tensor, streaming: bool = True
+    model: StreamingTransducer,
+    search: Search,
+    features: Tensor,
+    feature_lengths: Tensor,
+    streaming: bool = True,
+    language_weights: Tensor | None = None,
 ) -> list[Hypothesis]:
     """Each utterance's final hypothesis ((token, frame) pairs), chosen as a server stream chooses it."""
     chosen = []
-    for result in search_utterances(model, search, features, feature_lengths, streaming):
+    results = search_utterances(model, search, features, feature_lengths, streaming, None, language_weights)
+    for result in results:
         update = result.update
         index = final_hypothesis(
             update.added,
