@@ -21,8 +21,9 @@ for round in 1 2; do
     tree=$here
     [ "$side" = here ] || tree=$base/tree
     echo "== $side, round $round"
-    # The tree's own packages first: the virtualenv's editable install points at this checkout.
-    (cd "$tree/benchmarks" && PYTHONPATH="$tree" "$python" decode_speed.py "$@" \
-      --report "$here/reports/decode_speed-${side}-${round}.json")
+    # The tree's own packages first (the virtualenv's editable install points at this checkout);
+    # run from here, so relative paths in the arguments mean the same for both.
+    PYTHONPATH="$tree" "$python" "$tree/benchmarks/decode_speed.py" "$@" \
+      --report "$here/reports/decode_speed-${side}-${round}.json"
   done
 done

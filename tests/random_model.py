@@ -50,6 +50,7 @@ def save_random_model(
             left_chunks=2,
             right_context=1,
             language_experts=language_experts,
+            language_expert_rank=8,
         ),
         decoder=DecoderConfig(embed_dim=16, context_size=2),
         joiner_dim=32,

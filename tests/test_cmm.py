@@ -32,7 +32,7 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> StreamingTransducer:
         model.joiner.output.bias[model.tokenizer.blank_id] = -3.0  # emit tokens, several per frame
         assert model.encoder.experts is not None
         for experts in model.encoder.experts:
-            experts.weight.normal_(0.0, 0.3, generator=generator)
+            experts.up.normal_(0.0, 0.3, generator=generator)
             experts.bias.normal_(0.0, 0.3, generator=generator)
         assert model.token_languages is not None
         vocab = model.tokenizer.vocab_size

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -20,6 +20,9 @@ class Batch:
     targets: Tensor  # (B, U) int64, zero-padded
     target_lengths: Tensor  # (B,)
     texts: list[str]
+    languages: list[str] = field(default_factory=list)
+    # (B, K) multi-hot language masks for a CMM model (None: all languages, or a one-language model).
+    language_weights: Tensor | None = None
 
 
 def bucketed_batches(
@@ -58,6 +61,7 @@ def collate(cache: FeatureCache | ConcatenatedCaches, indices: list[int], tokeni
         targets=targets,
         target_lengths=torch.tensor([len(t) for t in tokens]),
         texts=[cache.texts[i] for i in indices],
+        languages=[cache.languages[i] for i in indices],
     )
 
 

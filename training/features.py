@@ -16,6 +16,7 @@ import numpy as np
 import soxr
 from tqdm import tqdm
 
+from server.model.config import FeatureConfig
 from server.model.frontend import compute_fbank
 from training.manifest import Utterance, read_audio, read_manifest
 
@@ -29,12 +30,12 @@ def perturb_speed(samples: np.ndarray, rate: int, factor: float) -> np.ndarray:
     return soxr.resample(samples, rate, rate / factor).astype(np.float32)
 
 
-def _fbank_of(job: tuple[Utterance, float]) -> np.ndarray:
-    utterance, speed = job
+def _fbank_of(job: tuple[Utterance, float, FeatureConfig]) -> np.ndarray:
+    utterance, speed, config = job
     samples, rate = read_audio(utterance.audio)
     if speed != 1.0:
         samples = perturb_speed(samples, rate, speed)
-    return compute_fbank(samples, rate).astype(np.float16)
+    return compute_fbank(samples, rate, config).astype(np.float16)
 
 
 def speed_cache_dir(cache_dir: Path, speed: float) -> Path:
@@ -43,14 +44,21 @@ def speed_cache_dir(cache_dir: Path, speed: float) -> Path:
     return cache_dir if speed == 1.0 else cache_dir.with_name(f"{cache_dir.name}-speed{speed:g}")
 
 
-def build_feature_cache(manifest: Path, cache_dir: Path, jobs: int = 2, speed: float = 1.0) -> Path:
-    """Compute fbank for every utterance of ``manifest`` into ``cache_dir`` (skipped if present).
+def build_feature_cache(
+    manifest: Path, cache_dir: Path, jobs: int = 2, speed: float = 1.0, features: FeatureConfig | None = None
+) -> Path:
+    """Compute the front end's features (``features``, default Kaldi fbank) for every utterance of
+    ``manifest`` into ``cache_dir`` (skipped if present).
 
     ``speed`` != 1 caches the speed-perturbed audio instead (``perturb_speed``).
     """
     cache_dir = Path(cache_dir)
+    features = features or FeatureConfig()
     if (cache_dir / INDEX_FILE).is_file():
-        cached_from = json.loads((cache_dir / INDEX_FILE).read_text())["manifest"]
+        index = json.loads((cache_dir / INDEX_FILE).read_text())
+        cached_from, cached_kind = index["manifest"], index.get("features", "kaldi")
+        if cached_kind != features.kind:
+            raise ValueError(f"{cache_dir} holds {cached_kind} features, the model reads {features.kind}")
         if Path(cached_from).resolve() != Path(manifest).resolve():
             # A cache silently reused for another manifest would train on the wrong data.
             raise ValueError(
@@ -61,7 +69,7 @@ def build_feature_cache(manifest: Path, cache_dir: Path, jobs: int = 2, speed: f
     cache_dir.mkdir(parents=True, exist_ok=True)
     utterances = read_manifest(manifest)
     with Pool(jobs) as pool:
-        jobs_list = [(utterance, speed) for utterance in utterances]
+        jobs_list = [(utterance, speed, features) for utterance in utterances]
         feats = list(
             tqdm(
                 pool.imap(_fbank_of, jobs_list, chunksize=16),
@@ -76,6 +84,7 @@ def build_feature_cache(manifest: Path, cache_dir: Path, jobs: int = 2, speed: f
         "manifest": str(manifest),
         "offsets": offsets,
         "speed": speed,
+        "features": features.kind,
         "texts": [u.text for u in utterances],
         "languages": [u.language for u in utterances],
     }
@@ -149,7 +158,11 @@ def set_cache_dir(cache_dir: Path, set_number: int) -> Path:
 
 
 def training_features(
-    manifests: Path | Sequence[Path], cache_dir: Path, jobs: int, speeds: list[float]
+    manifests: Path | Sequence[Path],
+    cache_dir: Path,
+    jobs: int,
+    speeds: list[float],
+    features: FeatureConfig | None = None,
 ) -> FeatureCache | ConcatenatedCaches:
     """The training sets' cached features, each with a copy per extra speed factor (1.0 is always in).
 
@@ -159,7 +172,9 @@ def training_features(
     manifests = [Path(manifests)] if isinstance(manifests, (str, Path)) else [Path(m) for m in manifests]
     factors = [1.0] + sorted({s for s in speeds if s != 1.0})
     caches = [
-        FeatureCache(build_feature_cache(manifest, speed_cache_dir(set_cache_dir(cache_dir, number), s), jobs, s))
+        FeatureCache(
+            build_feature_cache(manifest, speed_cache_dir(set_cache_dir(cache_dir, number), s), jobs, s, features)
+        )
         for number, manifest in enumerate(manifests, 1)
         for s in factors
     ]

@@ -12,6 +12,7 @@ import argparse
 import json
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -19,14 +20,16 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm import tqdm
 
-from server.model.checkpoint import load_model, save_model
-from server.model.config import DecoderConfig, EncoderConfig, ModelConfig, TokenizerConfig
+from server.model.checkpoint import load_model, read_config, save_model
+from server.model.config import DecoderConfig, EncoderConfig, FeatureConfig, ModelConfig, TokenizerConfig
+from server.model.frames import fbank_frames_per_second
 from server.model.tokenizer import CHANNEL_CHANGE_PIECE, Tokenizer, train_tokenizer
 from server.model.transducer import StreamingTransducer
 from training.average import SNAPSHOTS_DIR
 from training.batching import Batch, collate, spec_augment
 from training.features import ConcatenatedCaches, FeatureCache, build_feature_cache, training_features
 from training.fit_options import add_arguments
+from training.multilingual_model import build_multilingual_model, feature_config, sample_language_weights
 from training.objective import sample_mask, transducer_loss
 from training.schedule import learning_rate, training_batches
 from training.trainer_state import BEST, CTC_HEAD_FILE, LATEST, TRAINER_FILE, TrainerInfo, load_trainer, save_trainer
@@ -76,9 +79,12 @@ def _model_and_ctc_head(
         model = load_model(exp_dir / LATEST)
     elif args.init_from:
         model = load_model(args.init_from)
+    elif args.multilingual or args.whisper_encoder or len(set(train.languages)) > 1:
+        model = build_multilingual_model(args, train.texts, train.languages, exp_dir)
     else:
         model = build_new_model(args, train, exp_dir)
     model.to(device).train()
+    _freeze(model, args.freeze_encoder_layers)
     # A bundled model keeps its CTC head (to rescore finals); otherwise the head lives only here.
     ctc_head = model.ctc_head
     if ctc_head is None:
@@ -93,6 +99,26 @@ def _model_and_ctc_head(
             model.joiner.output.bias[model.tokenizer.blank_id] = args.blank_bias_init
             ctc_head.bias[model.tokenizer.blank_id] = args.blank_bias_init
     return model, ctc_head
+
+
+def _freeze(model: StreamingTransducer, num_layers: int) -> None:
+    """Keep the encoder's stem and first ``num_layers`` blocks as they are (a pretrained encoder's
+    lower layers; also halves the backward pass on two cores)."""
+    if num_layers <= 0:
+        return
+    frozen = [model.encoder.subsampling, *list(model.encoder.layers)[:num_layers]]
+    for module in frozen:
+        for parameter in module.parameters():
+            parameter.requires_grad_(False)
+
+
+def _front_end(args: argparse.Namespace) -> FeatureConfig:
+    """The features the model to train reads: its checkpoint's, or a new model's."""
+    if args.resume:
+        return read_config(args.exp_dir / LATEST).features
+    if args.init_from:
+        return read_config(args.init_from).features
+    return feature_config(args)
 
 
 def _set_learning_rate(args: argparse.Namespace, optimizer: torch.optim.Optimizer, step: int) -> float:
@@ -114,17 +140,22 @@ def _training_batch(
     augment: bool,
     generator: torch.Generator,
     device: str,
+    language_weights: Callable[[list[str]], torch.Tensor] | None = None,
 ) -> Batch:
-    """The batch of these utterances on ``device``, SpecAugmented (on the CPU, by ``generator``) if ``augment``."""
+    """The batch of these utterances on ``device``, SpecAugmented (on the CPU, by ``generator``) if ``augment``;
+    ``language_weights`` draws a CMM model's (B, K) language masks from the utterances' languages."""
     batch = collate(train, indices, model.tokenizer)
     if augment:
         spec_augment(batch.features, batch.feature_lengths, generator)
+    weights = None if language_weights is None else language_weights(batch.languages).to(device)
     return Batch(
         batch.features.to(device),
         batch.feature_lengths.to(device),
         batch.targets.to(device),
         batch.target_lengths.to(device),
         batch.texts,
+        batch.languages,
+        weights,
     )
 
 
@@ -143,13 +174,17 @@ def run(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     exp_dir: Path = args.exp_dir
     exp_dir.mkdir(parents=True, exist_ok=True)
-    train = training_features(args.train_manifest, exp_dir / "features-train", args.jobs, args.speed_perturb)
-    valid = FeatureCache(build_feature_cache(args.valid_manifest, exp_dir / "features-valid", args.jobs))
+    front_end = _front_end(args)
+    train = training_features(args.train_manifest, exp_dir / "features-train", args.jobs, args.speed_perturb, front_end)
+    valid = FeatureCache(
+        build_feature_cache(args.valid_manifest, exp_dir / "features-valid", args.jobs, features=front_end)
+    )
     valid_indices = list(range(min(len(valid), args.valid_utterances)))
 
     device = _device()
     model, ctc_head = _model_and_ctc_head(args, train, device)
-    parameters = list(model.parameters()) + ([] if model.ctc_head is not None else list(ctc_head.parameters()))
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    parameters = trainable + ([] if model.ctc_head is not None else list(ctc_head.parameters()))
     optimizer = torch.optim.AdamW(parameters, lr=args.lr, weight_decay=1e-3, betas=(0.9, 0.98))
     info: TrainerInfo = {"step": 0, "best_wer": 1.0, "epoch": 0, "hours_seen": 0.0}
     if args.resume:
@@ -165,12 +200,20 @@ def run(args: argparse.Namespace) -> int:
     started = last_save = time.monotonic()
     progress = tqdm(initial=info["step"], desc="fit", dynamic_ncols=True)
     lengths = [train.length(i) for i in range(len(train))]
-    short_first_frames = round(args.short_first_seconds * 100)  # 10 ms fbank frames
+    frames_per_second = fbank_frames_per_second(model.config.features)
+    short_first_frames = round(args.short_first_seconds * frames_per_second)
+    masks = None
+    if model.token_languages is not None:
+        order = model.config.languages
+
+        def masks(languages: list[str]) -> torch.Tensor:
+            return sample_language_weights(languages, order, rng, args.language_other_prob, args.language_all_prob)
+
     for indices in training_batches(
         lengths, args.max_batch_frames, args.short_first_steps, short_first_frames, rng, info
     ):
         step = info["step"] + 1
-        batch = _training_batch(train, indices, model, step > args.spec_augment_after, generator, device)
+        batch = _training_batch(train, indices, model, step > args.spec_augment_after, generator, device, masks)
         lr = _set_learning_rate(args, optimizer, step)
         mask = sample_mask(rng, model.config.encoder, args.serve_mask_prob)
         with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=args.bf16):
@@ -182,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
         if torch.isfinite(grad_norm):
             optimizer.step()
         info["step"] = step
-        info["hours_seen"] += float(batch.feature_lengths.sum()) / 100 / 3600
+        info["hours_seen"] += float(batch.feature_lengths.sum()) / frames_per_second / 3600
         progress.update(1)
         progress.set_postfix(
             loss=f"{loss.item():.3f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}", hours=f"{info['hours_seen']:.1f}"

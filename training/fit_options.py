@@ -10,6 +10,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """All options of ``asr-train fit``."""
     _data_options(parser.add_argument_group("data"))
     _model_options(parser.add_argument_group("model (a new one; --init-from and --resume bring their own)"))
+    _multilingual_options(parser.add_argument_group("multilingual (CMM) and pretrained encoder"))
     _schedule_options(parser.add_argument_group("learning rate"))
     _objective_options(parser.add_argument_group("objective and curriculum"))
     _checkpoint_options(parser.add_argument_group("validation and checkpoints"))
@@ -34,6 +35,28 @@ def _data_options(group: argparse._ArgumentGroup) -> None:
         help="also train on copies of the data at these speeds (e.g. 0.9 1.1; each is cached once)",
     )
     group.add_argument("--max-batch-frames", type=int, default=12000, help="fbank frames (10 ms) per batch")
+
+
+def _multilingual_options(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
+        "--multilingual",
+        action="store_true",
+        help="a new model is a CMM model (language experts, token-language table), also on one language; "
+        "implied by training data in several languages or --whisper-encoder",
+    )
+    group.add_argument(
+        "--whisper-encoder", type=Path, help="initialise the encoder from this asr-train convert-whisper output"
+    )
+    group.add_argument(
+        "--whisper-ffn-dim", type=int, default=1024, help="keep this many hidden units of Whisper's FFNs (FLOPs)"
+    )
+    group.add_argument(
+        "--freeze-encoder-layers", type=int, default=0, help="keep the stem and the first N encoder blocks frozen"
+    )
+    group.add_argument(
+        "--language-other-prob", type=float, default=0.25, help="chance each other language joins a training mask"
+    )
+    group.add_argument("--language-all-prob", type=float, default=0.2, help="chance a training mask holds all")
 
 
 def _model_options(group: argparse._ArgumentGroup) -> None:

@@ -50,16 +50,32 @@ def transducer_loss(
     which gets a transducer trained from scratch past its all-blank phase much sooner.
     """
     chunk, left, right = mask
+    weights = batch.language_weights
+    if weights is not None:
+        weights = weights / weights.sum(dim=1, keepdim=True)
     encoder_out, lengths = model.encoder(
-        batch.features, batch.feature_lengths, chunk_size=chunk, left_chunks=left, right_context=right
+        batch.features,
+        batch.feature_lengths,
+        chunk_size=chunk,
+        left_chunks=left,
+        right_context=right,
+        language_weights=weights,
     )
     decoder_out = model.decoder.training_input(batch.targets)  # (B, U+1, E)
     logits = model.joiner(encoder_out[:, :, None], decoder_out[:, None])  # (B, T', U+1, V)
+    # CMM: train with the output restriction served, each utterance to its mask's languages' tokens
+    # (its own tokens are always in: the table comes from the training texts).
+    allowed = None if weights is None else model.allowed_tokens(weights)
+    if allowed is not None:
+        logits = logits.masked_fill(~allowed[:, None, None, :], -1e4)
     blank = model.tokenizer.blank_id
     rnnt = rnnt_loss(logits, batch.targets, lengths, batch.target_lengths, blank=blank)
     ctc = torch.zeros((), device=rnnt.device)
     if ctc_head is not None and ctc_weight > 0:
-        log_probs = ctc_head(encoder_out).float().log_softmax(dim=-1).transpose(0, 1)  # (T', B, V)
+        ctc_logits = ctc_head(encoder_out).float()
+        if allowed is not None:
+            ctc_logits = ctc_logits.masked_fill(~allowed[:, None, :], -1e4)
+        log_probs = ctc_logits.log_softmax(dim=-1).transpose(0, 1)  # (T', B, V)
         ctc = F.ctc_loss(
             log_probs, batch.targets, lengths, batch.target_lengths, blank=blank, reduction="sum", zero_infinity=True
         ) / batch.target_lengths.sum().clamp(min=1)

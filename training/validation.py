@@ -12,6 +12,7 @@ from server.search.options import Search
 from server.search.utterances import transcribe_utterances
 from training.batching import bucketed_batches, collate
 from training.features import FeatureCache
+from training.multilingual_model import true_language_weights
 from training.text_normalize import normalize_text
 
 
@@ -35,7 +36,11 @@ def word_error_rate(
         for chunk in bucketed_batches([cache.length(i) for i in indices], batch_frames, random.Random(0)):
             batch = collate(cache, [indices[i] for i in chunk], model.tokenizer)
             features, lengths = batch.features.to(device), batch.feature_lengths.to(device)
-            tokens = transcribe_utterances(model, Search(), features, lengths, streaming)
+            # A CMM model is validated with each utterance's own language selected.
+            weights = None
+            if model.token_languages is not None:
+                weights = true_language_weights(batch.languages, model.config.languages).to(device)
+            tokens = transcribe_utterances(model, Search(), features, lengths, streaming, weights)
             hypotheses += [normalize_text(model.tokenizer.decode([t for t, _ in hyp])) for hyp in tokens]
             references += [normalize_text(text) for text in batch.texts]
     model.train(was_training)

@@ -14,12 +14,20 @@ class _Strict(BaseModel):
 
 
 class FeatureConfig(_Strict):
-    """Log-mel filterbank front end (Kaldi-compatible, computed by kaldi-native-fbank)."""
+    """Log-mel filterbank front end, computed by kaldi-native-fbank.
 
+    ``kind`` "kaldi": Kaldi-compatible fbank (natural log). "whisper": Whisper's 80-bin log-mel
+    (Slaney mel filters, log10), scaled as Whisper does, (max(x, floor) + 4) / 4, where Whisper's
+    per-30-s-window floor (its maximum - 8) is the fixed ``whisper_log10_floor``, which a
+    stream can compute frame by frame.
+    """
+
+    kind: Literal["kaldi", "whisper"] = "kaldi"
     sample_rate: int = 16000
     num_mel_bins: int = 80
     frame_length_ms: float = 25.0
     frame_shift_ms: float = 10.0
+    whisper_log10_floor: float = -7.0
 
 
 class EncoderConfig(_Strict):
@@ -41,8 +49,17 @@ class EncoderConfig(_Strict):
     chunk_size: int = Field(8, ge=1)
     left_chunks: int = Field(8, ge=1)
     right_context: int = Field(2, ge=0)
-    # CMM: one linear expert per language after every block, mixed by each stream's language mask.
+    # CMM: one low-rank linear expert per language after every block, mixed by each stream's language mask.
     language_experts: bool = False
+    language_expert_rank: int = Field(64, ge=1)
+    # "conv2d": two stride-2 2-D convolutions over the fbank (trained from scratch); "whisper":
+    # Whisper's 1-D convolution stem (conv1, conv2 at stride 2, GELU) plus a stride-2 pair
+    # pooling, so a pretrained Whisper encoder's stem carries over (training/whisper).
+    frontend: Literal["conv2d", "whisper"] = "conv2d"
+    activation: Literal["swish", "gelu"] = "swish"
+    # Hidden size of each block's first (macaron) half-step FFN; None: ffn_dim. A Whisper-initialised
+    # encoder has Whisper's FFN as the second one and a small new first one, to stay in the FLOP budget.
+    macaron_ffn_dim: int | None = None
 
     @model_validator(mode="after")
     def _check(self) -> EncoderConfig:

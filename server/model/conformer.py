@@ -42,15 +42,18 @@ class Subsampling(nn.Module):
         return self.proj(x.transpose(1, 2).reshape(b, t, c * f))
 
 
-class FeedForward(nn.Module):
-    """LayerNorm -> Linear -> Swish -> Dropout -> Linear -> Dropout (per frame)."""
+ACTIVATIONS = {"swish": nn.SiLU, "gelu": nn.GELU}
 
-    def __init__(self, d_model: int, ffn_dim: int, dropout: float) -> None:
+
+class FeedForward(nn.Module):
+    """LayerNorm -> Linear -> Swish (or GELU, Whisper's) -> Dropout -> Linear -> Dropout (per frame)."""
+
+    def __init__(self, d_model: int, ffn_dim: int, dropout: float, activation: str = "swish") -> None:
         super().__init__()
         self.net = nn.Sequential(
             nn.LayerNorm(d_model),
             nn.Linear(d_model, ffn_dim),
-            nn.SiLU(),
+            ACTIVATIONS[activation](),
             nn.Dropout(dropout),
             nn.Linear(ffn_dim, d_model),
             nn.Dropout(dropout),
@@ -144,13 +147,21 @@ class ConformerBlock(nn.Module):
     """
 
     def __init__(
-        self, d_model: int, num_heads: int, ffn_dim: int, kernel: int, max_distance: int, dropout: float
+        self,
+        d_model: int,
+        num_heads: int,
+        ffn_dim: int,
+        kernel: int,
+        max_distance: int,
+        dropout: float,
+        activation: str = "swish",
+        macaron_ffn_dim: int | None = None,
     ) -> None:
         super().__init__()
-        self.ffn1 = FeedForward(d_model, ffn_dim, dropout)
+        self.ffn1 = FeedForward(d_model, macaron_ffn_dim or ffn_dim, dropout, activation)
         self.attention = RelativePositionAttention(d_model, num_heads, max_distance, dropout)
         self.conv = ConvolutionModule(d_model, kernel, dropout)
-        self.ffn2 = FeedForward(d_model, ffn_dim, dropout)
+        self.ffn2 = FeedForward(d_model, ffn_dim, dropout, activation)
         self.dropout = nn.Dropout(dropout)
 
     def forward(

@@ -20,6 +20,7 @@ from server.model.config import EncoderConfig, FeatureConfig
 from server.model.conformer import ConformerBlock, Subsampling
 from server.model.frames import SUBSAMPLING_EXTRA_FRAMES, SUBSAMPLING_FACTOR
 from server.model.language_experts import LanguageExperts
+from server.model.whisper_stem import WhisperStem
 
 
 def chunk_attention_mask(
@@ -51,7 +52,11 @@ class ConformerEncoder(nn.Module):
         self.config = config
         self.register_buffer("feature_mean", torch.zeros(features.num_mel_bins))
         self.register_buffer("feature_std", torch.ones(features.num_mel_bins))
-        self.subsampling = Subsampling(features.num_mel_bins, config.subsampling_channels, config.d_model)
+        self.subsampling: nn.Module = (
+            WhisperStem(features.num_mel_bins, config.d_model)
+            if config.frontend == "whisper"
+            else Subsampling(features.num_mel_bins, config.subsampling_channels, config.d_model)
+        )
         self.dropout = nn.Dropout(config.dropout)
         self.layers = nn.ModuleList(
             ConformerBlock(
@@ -61,13 +66,18 @@ class ConformerEncoder(nn.Module):
                 config.conv_kernel,
                 config.max_relative_distance,
                 config.dropout,
+                config.activation,
+                config.macaron_ffn_dim,
             )
             for _ in range(config.num_layers)
         )
         self.output_norm = nn.LayerNorm(config.d_model)
         self.num_languages = num_languages
         self.experts = (
-            nn.ModuleList(LanguageExperts(num_languages, config.d_model) for _ in range(config.num_layers))
+            nn.ModuleList(
+                LanguageExperts(num_languages, config.d_model, config.language_expert_rank)
+                for _ in range(config.num_layers)
+            )
             if config.language_experts
             else None
         )
@@ -101,6 +111,8 @@ class ConformerEncoder(nn.Module):
         # input is small next to what the attention modules add to the residual stream, and
         # a deep encoder collapses to a constant output early in training (observed here).
         embedded = self.subsampling((features - self.feature_mean) / self.feature_std)
+        if self.config.frontend == "whisper":
+            return self.dropout(embedded)  # Whisper's stem output is what its blocks were trained on
         return self.dropout(embedded * math.sqrt(self.config.d_model))
 
     # -- whole utterance ------------------------------------------------------------------

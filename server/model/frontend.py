@@ -27,6 +27,20 @@ def _fbank_options(config: FeatureConfig) -> knf.FbankOptions:
     return opts
 
 
+def _whisper_options(config: FeatureConfig) -> knf.WhisperFeatureOptions:
+    opts = knf.WhisperFeatureOptions()
+    opts.dim = config.num_mel_bins
+    opts.frame_opts.samp_freq = float(config.sample_rate)
+    opts.frame_opts.dither = 0.0  # reproducible, as the Kaldi front end
+    opts.frame_opts.snip_edges = True  # a frame never waits for future audio (see _fbank_options)
+    return opts
+
+
+def _whisper_scale(mel_power: np.ndarray, floor: float) -> np.ndarray:
+    """Whisper's log-mel scaling of mel power frames (n, bins), with a fixed floor for streaming."""
+    return (np.maximum(np.log10(np.maximum(mel_power, 1e-10)), floor) + 4.0) / 4.0
+
+
 class FbankStream:
     """Incremental fbank of one audio stream.
 
@@ -37,7 +51,14 @@ class FbankStream:
 
     def __init__(self, config: FeatureConfig | None = None) -> None:
         self.config = config or FeatureConfig()
-        self._fbank = knf.OnlineFbank(_fbank_options(self.config))
+        whisper = self.config.kind == "whisper"
+        # OnlineWhisperFbank gives mel power; the scaling to Whisper's log-mel is ours.
+        self._fbank = (
+            knf.OnlineWhisperFbank(_whisper_options(self.config))
+            if whisper
+            else knf.OnlineFbank(_fbank_options(self.config))
+        )
+        self._whisper = whisper
         self._next_frame = 0
 
     def accept(self, samples: np.ndarray) -> np.ndarray:
@@ -52,6 +73,8 @@ class FbankStream:
         # Release consumed frames so a long stream's memory stays bounded.
         self._fbank.pop(ready - self._next_frame)
         self._next_frame = ready
+        if self._whisper:
+            return _whisper_scale(frames, self.config.whisper_log10_floor).astype(np.float32)
         return frames
 
 

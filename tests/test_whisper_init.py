@@ -1,0 +1,118 @@
+"""A Whisper-initialised encoder computes Whisper's encoder (without positions), and streams exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from server.model.config import FeatureConfig
+from server.model.encoder import ConformerEncoder
+from server.model.frontend import FbankStream, compute_fbank
+from server.model.windowing import FeatureWindows
+from training.whisper.init_encoder import WHISPER_FEATURES, load_whisper_weights, whisper_encoder_config
+
+DIMS = {"n_mels": 80, "d_model": 32, "num_heads": 4, "num_layers": 2, "ffn_dim": 64}
+
+
+def _whisper_tensors(seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random tensors with the names and shapes ``asr-train convert-whisper`` writes."""
+    generator = torch.Generator().manual_seed(seed)
+    d, f = DIMS["d_model"], DIMS["ffn_dim"]
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=generator) * 0.2
+
+    tensors = {"conv1.weight": rand(d, 80, 3), "conv1.bias": rand(d), "conv2.weight": rand(d, d, 3)}
+    tensors |= {"conv2.bias": rand(d), "final_norm.weight": 1 + rand(d), "final_norm.bias": rand(d)}
+    for i in range(DIMS["num_layers"]):
+        p = f"layers.{i}."
+        for name in ("attn_norm", "ffn_norm"):
+            tensors |= {f"{p}{name}.weight": 1 + rand(d), f"{p}{name}.bias": rand(d)}
+        for name in ("q", "k", "v", "out"):
+            tensors |= {f"{p}attn.{name}.weight": rand(d, d), f"{p}attn.{name}.bias": rand(d)}
+        tensors |= {f"{p}ffn.fc1.weight": rand(f, d), f"{p}ffn.fc1.bias": rand(f)}
+        tensors |= {f"{p}ffn.fc2.weight": rand(d, f), f"{p}ffn.fc2.bias": rand(d)}
+    return tensors
+
+
+def _whisper_reference(t: dict[str, torch.Tensor], pool: torch.nn.Conv1d, mel: torch.Tensor) -> torch.Tensor:
+    """Whisper's encoder written out (unpadded convolutions, no positions), then the pair pooling."""
+    d, heads = DIMS["d_model"], DIMS["num_heads"]
+    h = F.gelu(F.conv1d(mel.transpose(1, 2), t["conv1.weight"], t["conv1.bias"]))
+    h = F.gelu(F.conv1d(h, t["conv2.weight"], t["conv2.bias"], stride=2))
+    h = pool(h).transpose(1, 2)
+    batch, frames, _ = h.shape
+    for i in range(DIMS["num_layers"]):
+        p = f"layers.{i}."
+        y = F.layer_norm(h, (d,), t[p + "attn_norm.weight"], t[p + "attn_norm.bias"])
+        q, k, v = (
+            (y @ t[f"{p}attn.{n}.weight"].T + t[f"{p}attn.{n}.bias"]).view(batch, frames, heads, -1).transpose(1, 2)
+            for n in "qkv"
+        )
+        attended = torch.softmax(q @ k.transpose(-1, -2) / (d // heads) ** 0.5, -1) @ v
+        h = h + attended.transpose(1, 2).reshape(batch, frames, d) @ t[p + "attn.out.weight"].T + t[p + "attn.out.bias"]
+        y = F.layer_norm(h, (d,), t[p + "ffn_norm.weight"], t[p + "ffn_norm.bias"])
+        h = h + F.gelu(y @ t[p + "ffn.fc1.weight"].T + t[p + "ffn.fc1.bias"]) @ t[p + "ffn.fc2.weight"].T
+        h = h + t[p + "ffn.fc2.bias"]
+    return F.layer_norm(h, (d,), t["final_norm.weight"], t["final_norm.bias"])
+
+
+def _encoder(**overrides: object) -> tuple[ConformerEncoder, dict[str, torch.Tensor]]:
+    config = whisper_encoder_config(DIMS, dropout=0.0, chunk_size=4, left_chunks=2, right_context=1, **overrides)
+    encoder = ConformerEncoder(config, WHISPER_FEATURES).eval()
+    tensors = _whisper_tensors()
+    load_whisper_weights(encoder, tensors)
+    return encoder, tensors
+
+
+def test_the_initialised_encoder_computes_whispers_function() -> None:
+    encoder, tensors = _encoder()
+    mel = torch.randn(2, 203, 80) * 0.5
+    with torch.no_grad():
+        ours, lengths = encoder(mel, torch.tensor([203, 203]), chunk_size=None, left_chunks=None)
+        reference = _whisper_reference(tensors, encoder.subsampling.pool, mel)
+    assert ours.shape == reference.shape and int(lengths[0]) == reference.shape[1]
+    torch.testing.assert_close(ours, reference, atol=1e-4, rtol=1e-4)
+
+
+def test_the_whisper_stem_streams_chunk_by_chunk_as_the_masked_forward() -> None:
+    encoder, _ = _encoder()
+    with torch.no_grad():  # wake the silent modules so that the test covers them too
+        for parameter in encoder.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.05)
+    features = np.random.default_rng(3).standard_normal((157, 80)).astype(np.float32)
+    windows = FeatureWindows(encoder.feature_window, encoder.feature_shift)
+    windows.push(features)
+    caches = encoder.init_caches(1)
+    outputs = []
+    pending = [(windows.pop_window(), encoder.feature_window) for _ in iter(windows.ready, False)]
+    with torch.no_grad():
+        for window, real in pending + windows.final_windows():
+            out, valid, k, v, c = encoder.step(
+                torch.from_numpy(window)[None],
+                torch.tensor([real]),
+                caches["attn_keys"],
+                caches["attn_values"],
+                caches["conv_cache"],
+                caches["chunks_done"],
+            )
+            outputs.append(out[:, : int(valid[0])])
+            caches.update(attn_keys=k, attn_values=v, conv_cache=c, chunks_done=caches["chunks_done"] + 1)
+        whole, lengths = encoder(torch.from_numpy(features)[None], torch.tensor([157]))
+    streamed = torch.cat(outputs, dim=1)
+    assert streamed.shape[1] == int(lengths[0])
+    torch.testing.assert_close(streamed, whole[:, : streamed.shape[1]], atol=1e-4, rtol=1e-4)
+
+
+def test_whisper_features_stream_as_they_compute_whole_and_are_scaled_as_whisper() -> None:
+    samples = (0.3 * np.random.default_rng(0).standard_normal(16000)).astype(np.float32)
+    whole = compute_fbank(samples, 16000, WHISPER_FEATURES)
+    stream = FbankStream(WHISPER_FEATURES)
+    pieces = np.concatenate([stream.accept(samples[i : i + 777]) for i in range(0, samples.size, 777)])
+    np.testing.assert_array_equal(pieces, whole)
+    floor = (WHISPER_FEATURES.whisper_log10_floor + 4) / 4
+    assert whole.shape == (99, 80) and whole.min() >= floor - 1e-6 and 0.0 < whole.max() < 2.0
+    kaldi = compute_fbank(samples, 16000, FeatureConfig())
+    frames = min(len(kaldi), len(whole))
+    assert not np.allclose(whole[:frames], kaldi[:frames], atol=0.5)
