@@ -12,7 +12,9 @@ from server.engine.decoder import StreamOptions
 from server.engine.endpoint import EndpointConfig
 from server.engine.offline import decode_streams
 from server.model.checkpoint import load_model
+from server.model.encoder import ConformerEncoder
 from server.model.transducer import StreamingTransducer
+from server.model.windowing import FeatureWindows
 from server.search.hypotheses import Hypothesis
 from server.search.options import Search
 from server.search.utterances import transcribe_utterances
@@ -44,6 +46,36 @@ def streamed_tokens(
     return [
         [pair for update in updates for r in update.results if r.is_final for pair in r.tokens] for updates in results
     ]
+
+
+def stream_encoder(encoder: ConformerEncoder, features: np.ndarray, piece_sizes: Sequence[int]) -> torch.Tensor:
+    """Feed fbank frames (T, 80) to ``encoder.step`` in pieces of the given sizes, step every ready
+    window, flush at the end: the encoder frames (T', D) of the whole stream."""
+    windows = FeatureWindows(encoder.feature_window, encoder.feature_shift)
+    caches = encoder.init_caches(1)
+    outputs = []
+
+    def run(window: np.ndarray, real: int) -> None:
+        out, valid, keys, values, conv = encoder.step(
+            torch.from_numpy(window)[None],
+            torch.tensor([real]),
+            caches["attn_keys"],
+            caches["attn_values"],
+            caches["conv_cache"],
+            caches["chunks_done"],
+        )
+        outputs.append(out[:, : int(valid[0])])
+        caches.update(attn_keys=keys, attn_values=values, conv_cache=conv, chunks_done=caches["chunks_done"] + 1)
+
+    start = 0
+    for size in piece_sizes:
+        windows.push(features[start : start + size])
+        start += size
+        while windows.ready():
+            run(windows.pop_window(), encoder.feature_window)
+    for window, real in windows.final_windows():
+        run(window, real)
+    return torch.cat(outputs, dim=1)[0]
 
 
 def whole_tokens(model: StreamingTransducer, search: Search, features: np.ndarray) -> Hypothesis:

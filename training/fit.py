@@ -21,7 +21,7 @@ from torch import nn
 from tqdm import tqdm
 
 from server.model.checkpoint import load_model, read_config, save_model
-from server.model.config import DecoderConfig, EncoderConfig, FeatureConfig, ModelConfig, TokenizerConfig
+from server.model.config import DecoderConfig, FeatureConfig, ModelConfig, TokenizerConfig
 from server.model.frames import fbank_frames_per_second
 from server.model.tokenizer import CHANNEL_CHANGE_PIECE, Tokenizer, train_tokenizer
 from server.model.transducer import StreamingTransducer
@@ -29,7 +29,12 @@ from training.average import SNAPSHOTS_DIR
 from training.batching import Batch, collate, spec_augment
 from training.features import ConcatenatedCaches, FeatureCache, build_feature_cache, training_features
 from training.fit_options import add_arguments
-from training.multilingual_model import build_multilingual_model, feature_config, sample_language_weights
+from training.multilingual_model import (
+    build_multilingual_model,
+    feature_config,
+    sample_language_weights,
+    scratch_encoder_config,
+)
 from training.objective import sample_mask, transducer_loss
 from training.schedule import learning_rate, training_batches
 from training.trainer_state import BEST, CTC_HEAD_FILE, LATEST, TRAINER_FILE, TrainerInfo, load_trainer, save_trainer
@@ -51,15 +56,7 @@ def build_new_model(
     config = ModelConfig(
         name=args.name,
         languages=sorted(set(cache.languages)),
-        encoder=EncoderConfig(
-            d_model=args.d_model,
-            num_layers=args.num_layers,
-            num_heads=args.num_heads,
-            ffn_dim=args.ffn_dim,
-            chunk_size=args.chunk_size,
-            left_chunks=args.left_chunks,
-            right_context=args.right_context,
-        ),
+        encoder=scratch_encoder_config(args),
         decoder=DecoderConfig(),
         tokenizer=TokenizerConfig(file=tokenizer_file.name, vocab_size=tokenizer.vocab_size),
     )

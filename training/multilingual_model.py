@@ -80,6 +80,20 @@ def true_language_weights(languages: Sequence[str], order: Sequence[str]) -> tor
     return torch.tensor([[1.0 if code == language else 0.0 for code in order] for language in languages])
 
 
+def scratch_encoder_config(args: argparse.Namespace, language_experts: bool = False) -> EncoderConfig:
+    """The Conformer encoder ``asr-train fit``'s model options describe (trained from scratch)."""
+    return EncoderConfig(
+        d_model=args.d_model,
+        num_layers=args.num_layers,
+        num_heads=args.num_heads,
+        ffn_dim=args.ffn_dim,
+        chunk_size=args.chunk_size,
+        left_chunks=args.left_chunks,
+        right_context=args.right_context,
+        language_experts=language_experts,
+    )
+
+
 def feature_config(args: argparse.Namespace) -> FeatureConfig:
     """The front end a new model of these options reads."""
     return WHISPER_FEATURES if getattr(args, "whisper_encoder", None) else FeatureConfig()
@@ -100,16 +114,7 @@ def build_multilingual_model(
         )
     else:
         tensors = None
-        encoder = EncoderConfig(
-            d_model=args.d_model,
-            num_layers=args.num_layers,
-            num_heads=args.num_heads,
-            ffn_dim=args.ffn_dim,
-            chunk_size=args.chunk_size,
-            left_chunks=args.left_chunks,
-            right_context=args.right_context,
-            language_experts=True,
-        )
+        encoder = scratch_encoder_config(args, language_experts=True)
     config = ModelConfig(
         name=args.name,
         languages=order,
