@@ -81,3 +81,27 @@ def stream_encoder(encoder: ConformerEncoder, features: np.ndarray, piece_sizes:
 def whole_tokens(model: StreamingTransducer, search: Search, features: np.ndarray) -> Hypothesis:
     """The whole-utterance decoding of one fbank matrix (T, 80) with the streaming mask."""
     return transcribe_utterances(model, search, torch.from_numpy(features)[None], torch.tensor([features.shape[0]]))[0]
+
+
+def check_streamed_equals_whole(model: StreamingTransducer, search: Search) -> list[Hypothesis]:
+    """Random utterances of 9, 64 and 157 frames, each streamed alone: the final tokens equal the
+    whole-utterance decoding and are not empty. Returns them, for further checks."""
+    rng = np.random.default_rng(0)
+    results = []
+    for num_frames in (9, 64, 157):
+        features = rng.standard_normal((num_frames, 80)).astype(np.float32)
+        (streamed,) = streamed_tokens(model, search, [features])
+        assert streamed == whole_tokens(model, search, features)
+        assert len(streamed) > 0
+        results.append(streamed)
+    return results
+
+
+def check_batched_equals_alone(model: StreamingTransducer, search: Search) -> None:
+    """Streams of 157, 60, 111 and 23 frames batched round-robin, joining at rounds 0, 2, 3 and 5:
+    each stream's tokens equal those it gets alone, and none is empty."""
+    rng = np.random.default_rng(1)
+    utterances = [rng.standard_normal((n, 80)).astype(np.float32) for n in (157, 60, 111, 23)]
+    expected = [streamed_tokens(model, search, [u])[0] for u in utterances]
+    assert streamed_tokens(model, search, utterances, join_at=[0, 2, 3, 5]) == expected
+    assert all(expected)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -22,6 +23,25 @@ RANDOM_MODEL_TEXT = [
 ]
 
 
+def tiny_encoder_config(
+    d_model: int, num_layers: int, conv_kernel: int, right_context: int, **options: Any
+) -> EncoderConfig:
+    """A small streaming Conformer encoder for tests: heads of 16 channels, FFNs of 2 x ``d_model``, a
+    ``d_model / 4``-channel subsampling stem, chunks of 4 frames with 2 left chunks; ``options``: the rest."""
+    return EncoderConfig(
+        d_model=d_model,
+        num_layers=num_layers,
+        num_heads=d_model // 16,
+        ffn_dim=2 * d_model,
+        conv_kernel=conv_kernel,
+        subsampling_channels=d_model // 4,
+        chunk_size=4,
+        left_chunks=2,
+        right_context=right_context,
+        **options,
+    )
+
+
 def save_random_model(
     model_dir: Path,
     multi_talker: bool = False,
@@ -39,18 +59,8 @@ def save_random_model(
         name=model_dir.name,
         languages=languages or ["en"],
         multi_talker=multi_talker,
-        encoder=EncoderConfig(
-            d_model=32,
-            num_layers=2,
-            num_heads=2,
-            ffn_dim=64,
-            conv_kernel=5,
-            subsampling_channels=8,
-            chunk_size=4,
-            left_chunks=2,
-            right_context=1,
-            language_experts=language_experts,
-            language_expert_rank=8,
+        encoder=tiny_encoder_config(
+            32, num_layers=2, conv_kernel=5, right_context=1, language_experts=language_experts, language_expert_rank=8
         ),
         decoder=DecoderConfig(embed_dim=16, context_size=2),
         joiner_dim=32,

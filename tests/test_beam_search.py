@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from model_helpers import noisy_model, streamed_tokens, whole_tokens
+from model_helpers import check_batched_equals_alone, check_streamed_equals_whole, noisy_model
 
 from server.model.transducer import StreamingTransducer
 from server.search.beam import _merge_duplicates, beam_search_frames
@@ -47,24 +47,13 @@ def _run(model: StreamingTransducer, search: Search, encoder_out: torch.Tensor, 
 
 
 def test_streamed_beam_search_equals_whole_utterance(model: StreamingTransducer, lm: TokenNgramLM) -> None:
-    search = _search(lm)
-    rng = np.random.default_rng(0)
-    for num_frames in (9, 64, 157):
-        features = rng.standard_normal((num_frames, 80)).astype(np.float32)
-        (streamed,) = streamed_tokens(model, search, [features])
-        assert streamed == whole_tokens(model, search, features)
-        assert len(streamed) > 0
+    for streamed in check_streamed_equals_whole(model, _search(lm)):
         frames = [frame for _, frame in streamed]
         assert frames == sorted(frames) and len(set(frames)) == len(frames)  # one token per frame at most
 
 
 def test_batched_beam_streams_at_different_positions_equal_alone(model: StreamingTransducer, lm: TokenNgramLM) -> None:
-    search = _search(lm)
-    rng = np.random.default_rng(1)
-    utterances = [rng.standard_normal((n, 80)).astype(np.float32) for n in (157, 60, 111, 23)]
-    expected = [streamed_tokens(model, search, [u])[0] for u in utterances]
-    assert streamed_tokens(model, search, utterances, join_at=[0, 2, 3, 5]) == expected
-    assert all(expected)
+    check_batched_equals_alone(model, _search(lm))
 
 
 def test_beam_of_one_is_greedy_search_with_one_symbol_per_frame(model: StreamingTransducer) -> None:

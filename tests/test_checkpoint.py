@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -48,67 +50,89 @@ def test_half_precision_storage_is_close(random_model_dir: Path, tmp_path: Path)
     assert diff.abs().max().item() < 0.05
 
 
-def test_missing_weights_file_is_named(random_model_dir: Path, tmp_path: Path) -> None:
-    broken = _copy(random_model_dir, tmp_path)
-    (broken / "model.safetensors").unlink()
-    with pytest.raises(CheckpointError, match=r"model\.safetensors: missing"):
-        load_model(broken)
+def _edit_config(model_dir: Path, edit: Callable[[dict[str, Any]], None]) -> None:
+    config = json.loads((model_dir / "config.json").read_text())
+    edit(config)
+    (model_dir / "config.json").write_text(json.dumps(config))
 
 
-def test_missing_config_is_named(random_model_dir: Path, tmp_path: Path) -> None:
-    broken = _copy(random_model_dir, tmp_path)
-    (broken / "config.json").unlink()
-    with pytest.raises(CheckpointError, match=r"config\.json: missing"):
-        load_model(broken)
+def _unknown_format_version(model_dir: Path) -> None:
+    def edit(config: dict[str, Any]) -> None:
+        config["format_version"] = 99
+
+    _edit_config(model_dir, edit)
 
 
-def test_corrupt_json_is_named(random_model_dir: Path, tmp_path: Path) -> None:
-    broken = _copy(random_model_dir, tmp_path)
-    (broken / "config.json").write_text('{"name": "x", ')
-    with pytest.raises(CheckpointError, match=r"config\.json: not valid JSON"):
-        load_model(broken)
+def _doubled_ffn_dim(model_dir: Path) -> None:
+    def edit(config: dict[str, Any]) -> None:
+        config["encoder"]["ffn_dim"] *= 2
+
+    _edit_config(model_dir, edit)
 
 
-def test_unknown_format_version_is_named(random_model_dir: Path, tmp_path: Path) -> None:
-    broken = _copy(random_model_dir, tmp_path)
-    config = json.loads((broken / "config.json").read_text())
-    config["format_version"] = 99
-    (broken / "config.json").write_text(json.dumps(config))
-    with pytest.raises(CheckpointError, match=r"config\.json: .*unknown format_version 99"):
-        load_model(broken)
-
-
-def test_shape_mismatch_is_named(random_model_dir: Path, tmp_path: Path) -> None:
-    broken = _copy(random_model_dir, tmp_path)
-    config = json.loads((broken / "config.json").read_text())
-    config["encoder"]["ffn_dim"] *= 2
-    (broken / "config.json").write_text(json.dumps(config))
-    with pytest.raises(CheckpointError, match=r"model\.safetensors: tensor .* has shape"):
-        load_model(broken)
-
-
-def test_missing_tensor_is_named(random_model_dir: Path, tmp_path: Path) -> None:
-    broken = _copy(random_model_dir, tmp_path)
-    tensors = load_file(str(broken / "model.safetensors"))
+def _one_tensor_less(model_dir: Path) -> None:
+    tensors = load_file(str(model_dir / "model.safetensors"))
     tensors.pop(next(iter(tensors)))
-    save_file(tensors, str(broken / "model.safetensors"))
-    with pytest.raises(CheckpointError, match=r"model\.safetensors: weights do not match .*missing"):
-        load_model(broken)
+    save_file(tensors, str(model_dir / "model.safetensors"))
 
 
-def test_truncated_weights_are_named(random_model_dir: Path, tmp_path: Path) -> None:
-    broken = _copy(random_model_dir, tmp_path)
-    data = (broken / "model.safetensors").read_bytes()
-    (broken / "model.safetensors").write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match=r"model\.safetensors: unreadable"):
-        load_model(broken)
+def _truncated_weights(model_dir: Path) -> None:
+    data = (model_dir / "model.safetensors").read_bytes()
+    (model_dir / "model.safetensors").write_bytes(data[: len(data) // 2])
 
 
-def test_missing_tokenizer_is_named(random_model_dir: Path, tmp_path: Path) -> None:
-    broken = _copy(random_model_dir, tmp_path)
-    (broken / "tokenizer.model").unlink()
-    with pytest.raises(CheckpointError, match=r"tokenizer\.model: missing"):
-        load_model(broken)
+def _with_lm(random_model_dir: Path, tmp_path: Path, vocab_size: int | None = None) -> Path:
+    """A copy of the random model whose config asks for beam search with an LM file."""
+    from training.lm import set_default_decoding
+
+    model_dir = _copy(random_model_dir, tmp_path)
+    vocab = vocab_size or load_model(model_dir).tokenizer.vocab_size
+    build_ngram_lm([[1, 2, 3, 4], [2, 3, 5]] * 5, vocab, order=3).save(model_dir / "lm.safetensors")
+    set_default_decoding(model_dir, "lm.safetensors", beam=3, lm_weight=0.4, token_bonus=0.5)
+    return model_dir
+
+
+# How a checkpoint directory is broken, and the error that must name the file and the fault.
+BROKEN_CHECKPOINTS = [
+    pytest.param(lambda d: (d / "model.safetensors").unlink(), r"model\.safetensors: missing", id="missing-weights"),
+    pytest.param(lambda d: (d / "config.json").unlink(), r"config\.json: missing", id="missing-config"),
+    pytest.param(
+        lambda d: (d / "config.json").write_text('{"name": "x", '), r"config\.json: not valid JSON", id="corrupt-json"
+    ),
+    pytest.param(_unknown_format_version, r"config\.json: .*unknown format_version 99", id="unknown-format-version"),
+    pytest.param(_doubled_ffn_dim, r"model\.safetensors: tensor .* has shape", id="shape-mismatch"),
+    pytest.param(_one_tensor_less, r"model\.safetensors: weights do not match .*missing", id="missing-tensor"),
+    pytest.param(_truncated_weights, r"model\.safetensors: unreadable", id="truncated-weights"),
+    pytest.param(lambda d: (d / "tokenizer.model").unlink(), r"tokenizer\.model: missing", id="missing-tokenizer"),
+]
+# The same for the LM file of a model whose default search uses one (loaded with the search).
+BROKEN_LMS = [
+    pytest.param(
+        lambda d: (d / "lm.safetensors").unlink(), r"lm\.safetensors: missing language model", id="missing-lm"
+    ),
+    pytest.param(
+        lambda d: (d / "lm.safetensors").write_bytes(b"not a safetensors file"),
+        r"lm\.safetensors: unreadable language model",
+        id="corrupt-lm",
+    ),
+]
+
+
+def _flagged(with_lm: bool, params: list[Any]) -> list[Any]:
+    return [pytest.param(with_lm, *param.values, id=param.id) for param in params]
+
+
+@pytest.mark.parametrize(
+    ("with_lm", "breakage", "message"), [*_flagged(False, BROKEN_CHECKPOINTS), *_flagged(True, BROKEN_LMS)]
+)
+def test_broken_checkpoint_is_named(
+    random_model_dir: Path, tmp_path: Path, with_lm: bool, breakage: Callable[[Path], object], message: str
+) -> None:
+    broken = _with_lm(random_model_dir, tmp_path) if with_lm else _copy(random_model_dir, tmp_path)
+    breakage(broken)
+    load = load_model_and_search if with_lm else load_model
+    with pytest.raises(CheckpointError, match=message):
+        load(broken)
 
 
 def test_missing_directory_says_what_to_do(tmp_path: Path) -> None:
@@ -124,17 +148,6 @@ def test_decode_puts_single_spaces_between_words(random_model_dir: Path) -> None
     assert text == "the the"
 
 
-def _with_lm(random_model_dir: Path, tmp_path: Path, vocab_size: int | None = None) -> Path:
-    """A copy of the random model whose config asks for beam search with an LM file."""
-    from training.lm import set_default_decoding
-
-    model_dir = _copy(random_model_dir, tmp_path)
-    vocab = vocab_size or load_model(model_dir).tokenizer.vocab_size
-    build_ngram_lm([[1, 2, 3, 4], [2, 3, 5]] * 5, vocab, order=3).save(model_dir / "lm.safetensors")
-    set_default_decoding(model_dir, "lm.safetensors", beam=3, lm_weight=0.4, token_bonus=0.5)
-    return model_dir
-
-
 def test_default_search_with_lm_loads_and_survives_a_round_trip(random_model_dir: Path, tmp_path: Path) -> None:
     model, search = load_model_and_search(_with_lm(random_model_dir, tmp_path))
     assert (search.beam, search.options.lm_weight, search.options.token_bonus) == (3, 0.4, 0.5)
@@ -146,21 +159,7 @@ def test_default_search_with_lm_loads_and_survives_a_round_trip(random_model_dir
     assert (tmp_path / "again" / "lm.safetensors").is_file()
 
 
-def test_missing_lm_file_is_named(random_model_dir: Path, tmp_path: Path) -> None:
-    model_dir = _with_lm(random_model_dir, tmp_path)
-    (model_dir / "lm.safetensors").unlink()
-    with pytest.raises(CheckpointError, match=r"lm\.safetensors: missing language model"):
-        load_model_and_search(model_dir)
-
-
 def test_lm_of_another_vocabulary_is_refused(random_model_dir: Path, tmp_path: Path) -> None:
     model_dir = _with_lm(random_model_dir, tmp_path, vocab_size=500)
     with pytest.raises(CheckpointError, match=r"lm\.safetensors: LM vocabulary 500 does not match"):
-        load_model_and_search(model_dir)
-
-
-def test_corrupt_lm_file_is_named(random_model_dir: Path, tmp_path: Path) -> None:
-    model_dir = _with_lm(random_model_dir, tmp_path)
-    (model_dir / "lm.safetensors").write_bytes(b"not a safetensors file")
-    with pytest.raises(CheckpointError, match=r"lm\.safetensors: unreadable language model"):
         load_model_and_search(model_dir)

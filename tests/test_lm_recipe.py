@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from cli_helpers import last_json_line, run_lm_command
 from safetensors import safe_open
 
 from server.search.loading import load_model_and_search
@@ -29,28 +30,9 @@ def test_lm_command_builds_the_default_search(
     random_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     model_dir = shutil.copytree(random_model_dir, tmp_path / "model")
-    code = main(
-        [
-            "lm",
-            "--model",
-            str(model_dir),
-            "--sentences",
-            "400",
-            "--mixture",
-            "everyday=1",
-            "--order",
-            "3",
-            "--set-default",
-            "--beam",
-            "3",
-            "--lm-weight",
-            "0.4",
-            "--token-bonus",
-            "0.7",
-        ]
-    )
+    code = run_lm_command(model_dir, 400, order=3, beam=3, lm_weight=0.4, token_bonus=0.7)
     assert code == 0
-    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    summary = last_json_line(capsys)
     assert summary["sentences"] == 400 and summary["entries"] > 0
     with safe_open(str(model_dir / "lm.safetensors"), framework="pt") as handle:
         assert json.loads(handle.metadata()["info"])["mixture"] == "everyday=1"
@@ -70,25 +52,7 @@ def test_model_card_reports_the_default_search_and_greedy(
 ) -> None:
     """``asr-train card`` on a model whose default is beam + LM measures both searches."""
     model_dir = shutil.copytree(random_model_dir, tmp_path / "model")
-    assert (
-        main(
-            [
-                "lm",
-                "--model",
-                str(model_dir),
-                "--sentences",
-                "200",
-                "--mixture",
-                "everyday=1",
-                "--order",
-                "3",
-                "--set-default",
-                "--beam",
-                "2",
-            ]
-        )
-        == 0
-    )
+    assert run_lm_command(model_dir, 200, order=3, beam=2) == 0
     rng = np.random.default_rng(0)
     rows = []
     for index, text in enumerate(["hello there", "see you soon"]):
@@ -99,7 +63,7 @@ def test_model_card_reports_the_default_search_and_greedy(
     manifest.write_text("\n".join(rows) + "\n")
     capsys.readouterr()
     assert main(["card", "--model", str(model_dir), "--heldout", str(manifest), "--train-manifest", str(manifest)]) == 0
-    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    summary = last_json_line(capsys)
     assert summary["streaming"]["search"]["beam"] == 2 and summary["greedy_streaming"]["utterances"] == 2
     card = (model_dir / "MODEL_CARD.md").read_text()
     assert "modified beam search, beam 2, 3-gram token LM" in card

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from cli_helpers import Option, cli_args, json_lines, last_json_line, run_lm_command
 from model_helpers import noisy_model
 from safetensors.torch import save_file
 
@@ -128,27 +129,9 @@ def test_lm_command_builds_the_word_lm_and_sets_the_rescoring(
     random_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     model_dir = shutil.copytree(random_model_dir, tmp_path / "model")
-    code = main(
-        [
-            "lm",
-            "--model",
-            str(model_dir),
-            "--words",
-            "--sentences",
-            "400",
-            "--mixture",
-            "everyday=1",
-            "--set-default",
-            "--rescore-weight",
-            "0.6",
-            "--word-bonus",
-            "0.5",
-            "--oov-penalty",
-            "2",
-        ]
-    )
+    code = run_lm_command(model_dir, 400, words=True, rescore_weight=0.6, word_bonus=0.5, oov_penalty=2)
     assert code == 0
-    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    summary = last_json_line(capsys)
     assert summary["order"] == 3 and summary["words"] > 100 and summary["file"].endswith("word_lm.safetensors")
     rescorer = load_model_and_search(model_dir)[1].rescorer
     assert rescorer is not None and (rescorer.weight, rescorer.word_bonus, rescorer.oov_penalty) == (0.6, 0.5, 2.0)
@@ -161,25 +144,8 @@ def test_tune_rescoring_grid_contains_the_plain_search_and_sets_the_best(
     random_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     model_dir = save_model(noisy_model(random_model_dir), tmp_path / "model")
-    for words in ([], ["--words"]):
-        assert (
-            main(
-                [
-                    "lm",
-                    "--model",
-                    str(model_dir),
-                    *words,
-                    "--sentences",
-                    "300",
-                    "--mixture",
-                    "everyday=1",
-                    "--set-default",
-                    "--beam",
-                    "3",
-                ]
-            )
-            == 0
-        )
+    for words in (False, True):
+        assert run_lm_command(model_dir, 300, words=words, beam=3) == 0
     rows = []
     for index, (text, hz) in enumerate([("hello there", 300.0), ("see you soon", 500.0)]):
         t = np.arange(24000) / 16000
@@ -189,28 +155,12 @@ def test_tune_rescoring_grid_contains_the_plain_search_and_sets_the_best(
     manifest = tmp_path / "valid.jsonl"
     manifest.write_text("\n".join(rows) + "\n")
     capsys.readouterr()
-    assert (
-        main(
-            [
-                "tune-rescoring",
-                "--model",
-                str(model_dir),
-                "--manifest",
-                str(manifest),
-                "--weights",
-                "0",
-                "1",
-                "--word-bonuses",
-                "0",
-                "--oov-penalties",
-                "0",
-                "5",
-                "--set-default",
-            ]
-        )
-        == 0
-    )
-    lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+
+    def tune(**options: Option) -> int:
+        return main(cli_args("tune-rescoring", model=model_dir, manifest=manifest, **options, set_default=True))
+
+    assert tune(weights=[0, 1], word_bonuses=[0], oov_penalties=[0, 5]) == 0
+    lines = json_lines(capsys)
     grid, summary = lines[:-1], lines[-1]
     assert len(grid) == 4 and summary["utterances"] == 2 and summary["beam"] == 3
     plain = next(p for p in grid if p["weight"] == 0 and p["oov_penalty"] == 0)
@@ -223,29 +173,8 @@ def test_tune_rescoring_grid_contains_the_plain_search_and_sets_the_best(
     )
     # --beam decodes the K-best lists at another width and, with --set-default, keeps that
     # width with the weights tuned at it (the LM fusion settings stay).
-    assert (
-        main(
-            [
-                "tune-rescoring",
-                "--model",
-                str(model_dir),
-                "--manifest",
-                str(manifest),
-                "--beam",
-                "2",
-                "--weights",
-                "0",
-                "1",
-                "--word-bonuses",
-                "0",
-                "--oov-penalties",
-                "0",
-                "--set-default",
-            ]
-        )
-        == 0
-    )
-    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["beam"] == 2
+    assert tune(beam=2, weights=[0, 1], word_bonuses=[0], oov_penalties=[0]) == 0
+    assert last_json_line(capsys)["beam"] == 2
     _, search = load_model_and_search(model_dir)
     assert search.beam == 2 and search.fused_lm is not None and search.rescorer is not None
     # A model without a CTC head has no CTC weight to tune; with one (attached as asr-train
@@ -257,29 +186,8 @@ def test_tune_rescoring_grid_contains_the_plain_search_and_sets_the_best(
     save_file(head.state_dict(), str(tmp_path / "head.safetensors"))
     save_model(with_ctc_head(model, tmp_path / "head.safetensors"), model_dir)
     capsys.readouterr()
-    assert (
-        main(
-            [
-                "tune-rescoring",
-                "--model",
-                str(model_dir),
-                "--manifest",
-                str(manifest),
-                "--weights",
-                "0",
-                "--word-bonuses",
-                "0",
-                "--oov-penalties",
-                "0",
-                "--ctc-weights",
-                "0",
-                "2",
-                "--set-default",
-            ]
-        )
-        == 0
-    )
-    lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert tune(weights=[0], word_bonuses=[0], oov_penalties=[0], ctc_weights=[0, 2]) == 0
+    lines = json_lines(capsys)
     grid, summary = lines[:-1], lines[-1]
     assert [p["ctc_weight"] for p in grid] == [0, 2] and summary["best_without_ctc"] == grid[0]
     assert summary["ctc_ms_per_final"] > 0

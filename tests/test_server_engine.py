@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from server.engine.endpoint import EndpointConfig
 from server.engine.engine import Engine
 from server.engine.session import MAX_BACKLOG_SECONDS
 from server.engine.slots import SlotAllocator, SlotExhaustedError
-from server.engine.transcript import Utterance, utterance_results, words_of
+from server.engine.transcript import Result, Utterance, utterance_results, words_of
 from server.model.checkpoint import load_model
 from server.model.frontend import compute_fbank
 from server.search.ngram_lm import build_ngram_lm
@@ -52,19 +53,18 @@ def test_words_group_pieces_and_take_frame_times() -> None:
     ]
 
 
-def test_tsot_tokens_are_deserialised_into_two_channels() -> None:
-    utterance = Utterance(cc_id=1, multi_talker=True)
-    for token, frame in [(2, 1), (3, 2), (1, 3), (4, 4), (1, 5), (5, 6), (6, 6)]:
+def _results(tokens: list[tuple[int, int]], multi_talker: bool, **options: Any) -> list[Result]:
+    """The results of an utterance of (token, frame) pairs in ``FakeTokenizer`` pieces at 40 ms frames;
+    ``options``: the rest of ``utterance_results``'s keyword arguments."""
+    utterance = Utterance(cc_id=1, multi_talker=multi_talker)
+    for token, frame in tokens:
         utterance.add(token, frame)
-    results = utterance_results(
-        utterance,
-        FakeTokenizer(),
-        is_final=True,
-        utterance_index=3,
-        frame_shift_ms=40,
-        with_words=True,
-        language_code="en",
-    )
+    return utterance_results(utterance, FakeTokenizer(), frame_shift_ms=40, **options)
+
+
+def test_tsot_tokens_are_deserialised_into_two_channels() -> None:
+    tokens = [(2, 1), (3, 2), (1, 3), (4, 4), (1, 5), (5, 6), (6, 6)]
+    results = _results(tokens, multi_talker=True, is_final=True, utterance_index=3, with_words=True, language_code="en")
     assert [(r.channel, r.transcript, r.start_ms, r.end_ms) for r in results] == [
         (0, "hello s", 40, 280),
         (1, "world", 160, 200),
@@ -73,17 +73,9 @@ def test_tsot_tokens_are_deserialised_into_two_channels() -> None:
 
 
 def test_channel_change_tokens_are_dropped_without_multi_talker() -> None:
-    utterance = Utterance(cc_id=1, multi_talker=False)
-    for token, frame in [(2, 1), (1, 2), (4, 3)]:
-        utterance.add(token, frame)
-    results = utterance_results(
-        utterance,
-        FakeTokenizer(),
-        is_final=False,
-        utterance_index=0,
-        frame_shift_ms=40,
-        with_words=False,
-        language_code="",
+    tokens = [(2, 1), (1, 2), (4, 3)]
+    results = _results(
+        tokens, multi_talker=False, is_final=False, utterance_index=0, with_words=False, language_code=""
     )
     assert [(r.channel, r.transcript, r.words) for r in results] == [(0, "hel world", ())]
 

@@ -5,63 +5,25 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from model_helpers import stream_encoder
+from random_model import tiny_encoder_config
 
-from server.model.config import EncoderConfig, FeatureConfig
+from server.model.config import FeatureConfig
 from server.model.encoder import ConformerEncoder
-from server.model.windowing import FeatureWindows
 
 TOLERANCE = 1e-4
 
 
 def _encoder(right_context: int, seed: int = 0) -> ConformerEncoder:
     torch.manual_seed(seed)
-    config = EncoderConfig(
-        d_model=64,
-        num_layers=3,
-        num_heads=4,
-        ffn_dim=128,
-        conv_kernel=7,
-        subsampling_channels=16,
-        chunk_size=4,
-        left_chunks=2,
-        right_context=right_context,
-        max_relative_distance=16,
-        dropout=0.0,
+    config = tiny_encoder_config(
+        64, num_layers=3, conv_kernel=7, right_context=right_context, max_relative_distance=16, dropout=0.0
     )
     encoder = ConformerEncoder(config, FeatureConfig()).eval()
     # Non-trivial CMVN so the normalisation is part of what is compared.
     encoder.feature_mean.normal_()
     encoder.feature_std.uniform_(0.5, 2.0)
     return encoder
-
-
-def _stream(encoder: ConformerEncoder, features: np.ndarray, piece_sizes: list[int]) -> torch.Tensor:
-    """Feed fbank frames in pieces of the given sizes, step every ready window, flush at the end."""
-    windows = FeatureWindows(encoder.feature_window, encoder.feature_shift)
-    caches = encoder.init_caches(1)
-    outputs = []
-
-    def run(window: np.ndarray, real: int) -> None:
-        out, valid, keys, values, conv = encoder.step(
-            torch.from_numpy(window)[None],
-            torch.tensor([real]),
-            caches["attn_keys"],
-            caches["attn_values"],
-            caches["conv_cache"],
-            caches["chunks_done"],
-        )
-        outputs.append(out[:, : int(valid[0])])
-        caches.update(attn_keys=keys, attn_values=values, conv_cache=conv, chunks_done=caches["chunks_done"] + 1)
-
-    start = 0
-    for size in piece_sizes:
-        windows.push(features[start : start + size])
-        start += size
-        while windows.ready():
-            run(windows.pop_window(), encoder.feature_window)
-    for window, real in windows.final_windows():
-        run(window, real)
-    return torch.cat(outputs, dim=1)[0]
 
 
 @pytest.mark.parametrize("right_context", [0, 2])
@@ -74,7 +36,7 @@ def test_arbitrary_pieces_equal_masked_forward(right_context: int, num_frames: i
         full, lengths = encoder(torch.from_numpy(features)[None], torch.tensor([num_frames]))
         for _ in range(3):
             pieces = list(rng.integers(1, 40, size=num_frames))
-            streamed = _stream(encoder, features, pieces)
+            streamed = stream_encoder(encoder, features, pieces)
             assert streamed.shape == full[0, : int(lengths[0])].shape
             assert (streamed - full[0]).abs().max().item() <= TOLERANCE
 

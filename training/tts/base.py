@@ -85,3 +85,17 @@ def run_to_wav(command: Sequence[str], wav_name: str = "out.wav", stdin: str | N
             raise SynthesisError(f"{argv[0]} failed ({result.returncode}): {message}")
         audio, rate = sf.read(str(wav), dtype="float32", always_2d=False)
     return to_mono_float32(audio), int(rate)
+
+
+def check_engine(voice: Voice, engine: str) -> None:
+    """Refuse (``ValueError``) a voice of another engine than ``engine``."""
+    if voice.engine != engine:
+        raise ValueError(f"not a {engine} voice: {voice}")
+
+
+def synthesize_to_wav(
+    command: Sequence[str], sample_rate: int, wav_name: str = "out.wav", stdin: str | None = None
+) -> np.ndarray:
+    """Run an engine that writes a WAV file (``run_to_wav``); its speech as float32 mono at ``sample_rate``."""
+    audio, native_rate = run_to_wav(command, wav_name, stdin)
+    return finish(audio, native_rate, sample_rate)

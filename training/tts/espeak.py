@@ -13,46 +13,24 @@ import shutil
 import numpy as np
 
 from training.tts.base import SynthesisError, Voice, finish, run_to_wav
+from training.voices import BASE_VOICES as ENGLISH_BASE_VOICES
+from training.voices import VARIANTS
 
 NAME = "espeak"
 LICENCE = "GPL-3.0-or-later (espeak-ng and its voice data)"
 COMMAND = "espeak-ng"
 DEFAULT_WPM = 175  # espeak-ng's own default speaking rate (words per minute)
 
-# espeak-ng 1.51 base voices per language (``espeak-ng --voices=LANG``, mbrola voices excluded).
+# espeak-ng 1.51 base voices per language (``espeak-ng --voices=LANG``, mbrola voices excluded); English's
+# and the variants (``VARIANTS``) are the English model's, from ``training.voices``.
 BASE_VOICES: dict[str, tuple[str, ...]] = {
-    "en": (
-        "en-us",
-        "en",
-        "en-gb-scotland",
-        "en-gb-x-rp",
-        "en-gb-x-gbclan",
-        "en-gb-x-gbcwmd",
-        "en-029",
-        "en-us-nyc",
-    ),
+    "en": ENGLISH_BASE_VOICES,
     "de": ("de",),
     "fr": ("fr", "fr-be", "fr-ch"),
     "es": ("es", "es-419"),
     "it": ("it",),
 }
 LANGUAGES = tuple(BASE_VOICES)
-
-# The variants of espeak-ng-data/voices/!v (1.51), except "Mr serious" (a space in the name).
-VARIANTS = (
-    *(f"m{i}" for i in range(1, 9)),
-    *(f"f{i}" for i in range(1, 6)),
-    "klatt", *(f"klatt{i}" for i in range(2, 7)),
-    "Alex", "Alicia", "Andrea", "Andy", "Annie", "AnxiousAndy", "Demonic", "Denis", "Diogo",
-    "Gene", "Gene2", "Henrique", "Hugo", "Jacky", "Lee", "Marco", "Mario", "Michael", "Mike",
-    "Nguyen", "RicishayMax", "RicishayMax2", "RicishayMax3", "Storm", "Tweaky", "UniRobot",
-    "adam", "anika", "anikaRobot", "announcer", "antonio", "aunty", "belinda", "benjamin",
-    "boris", "caleb", "croak", "david", "ed", "edward", "edward2", "fast", "grandma", "grandpa",
-    "gustave", "iven", "iven2", "iven3", "iven4", "john", "kaukovalta", "linda", "marcelo",
-    "max", "michel", "miguel", "norbert", "pablo", "paul", "pedro", "quincy", "rob", "robert",
-    "robosoft", *(f"robosoft{i}" for i in range(2, 9)), "sandro", "shelby", "steph", "steph2",
-    "steph3", "travis", "victor", "whisper", "whisperf", "zac",
-)  # fmt: skip
 
 
 def available() -> bool:

@@ -10,7 +10,7 @@ import shutil
 
 import numpy as np
 
-from training.tts.base import Voice, finish, run_to_wav
+from training.tts.base import Voice, check_engine, synthesize_to_wav
 
 NAME = "flite"
 LICENCE = "BSD-style (Flite/Festvox licence, voices included)"
@@ -32,8 +32,6 @@ def voices(language: str) -> list[Voice]:
 
 def synthesize(text: str, voice: Voice, sample_rate: int, speed: float = 1.0) -> np.ndarray:
     """Float32 mono speech, shape ``(num_samples,)``, at ``sample_rate`` Hz."""
-    if voice.engine != NAME:
-        raise ValueError(f"not a {NAME} voice: {voice}")
+    check_engine(voice, NAME)
     stretch = f"duration_stretch={1.0 / max(speed, 0.1):.3f}"
-    audio, native_rate = run_to_wav([COMMAND, "-voice", voice.name, "--setf", stretch, "-t", text, "-o", "{wav}"])
-    return finish(audio, native_rate, sample_rate)
+    return synthesize_to_wav([COMMAND, "-voice", voice.name, "--setf", stretch, "-t", text, "-o", "{wav}"], sample_rate)

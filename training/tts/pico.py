@@ -13,7 +13,7 @@ import shutil
 
 import numpy as np
 
-from training.tts.base import Voice, finish, run_to_wav
+from training.tts.base import Voice, check_engine, synthesize_to_wav
 
 NAME = "pico"
 LICENCE = "Apache-2.0 (Debian non-free: lingware without its sources)"
@@ -41,11 +41,9 @@ def voices(language: str) -> list[Voice]:
 
 def synthesize(text: str, voice: Voice, sample_rate: int, speed: float = 1.0) -> np.ndarray:
     """Float32 mono speech, shape ``(num_samples,)``, at ``sample_rate`` Hz."""
-    if voice.engine != NAME:
-        raise ValueError(f"not a {NAME} voice: {voice}")
+    check_engine(voice, NAME)
     # Pico reads its markup in the text; "<" and ">" in a transcript would be taken as tags.
     clean = text.replace("<", " ").replace(">", " ")
     if abs(speed - 1.0) > 1e-3:
         clean = f'<speed level="{round(100 * speed)}">{clean}</speed>'
-    audio, native_rate = run_to_wav([COMMAND, "-l", voice.name, "-w", "{wav}", "--", clean])
-    return finish(audio, native_rate, sample_rate)
+    return synthesize_to_wav([COMMAND, "-l", voice.name, "-w", "{wav}", "--", clean], sample_rate)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.tts.base import Voice, finish, run_to_wav
+from training.tts.base import Voice, synthesize_to_wav
 
 NAME = "rhvoice"
 LICENCE = "LGPL-2.1+; voices evgeniy-eng and lyubov CC-BY-NC-ND-4.0 (Debian non-free)"
@@ -40,5 +40,4 @@ def synthesize(text: str, voice: Voice, sample_rate: int, speed: float = 1.0) ->
     if voice.engine != NAME:
         raise ValueError(f"not an {NAME} voice: {voice}")
     rate = str(max(20, min(300, round(100 * speed))))  # percent of the voice's normal rate
-    audio, native_rate = run_to_wav([COMMAND, "-p", voice.name, "-r", rate, "-o", "{wav}"], stdin=text + "\n")
-    return finish(audio, native_rate, sample_rate)
+    return synthesize_to_wav([COMMAND, "-p", voice.name, "-r", rate, "-o", "{wav}"], sample_rate, stdin=text + "\n")
