@@ -17,7 +17,7 @@ from server.model.transducer import StreamingTransducer
 from server.model.windowing import FeatureWindows
 from server.search.hypotheses import Hypothesis
 from server.search.options import Search
-from server.search.utterances import transcribe_utterances
+from server.search.utterances import final_hypotheses, search_utterances
 
 # One utterance per stream: no endpoint fires, so a stream's final is the whole-utterance result.
 _NEVER = 10**9
@@ -80,7 +80,8 @@ def stream_encoder(encoder: ConformerEncoder, features: np.ndarray, piece_sizes:
 
 def whole_tokens(model: StreamingTransducer, search: Search, features: np.ndarray) -> Hypothesis:
     """The whole-utterance decoding of one fbank matrix (T, 80) with the streaming mask."""
-    return transcribe_utterances(model, search, torch.from_numpy(features)[None], torch.tensor([features.shape[0]]))[0]
+    results = search_utterances(model, search, torch.from_numpy(features)[None], torch.tensor([features.shape[0]]))
+    return final_hypotheses(model, search, results)[0]
 
 
 def check_streamed_equals_whole(model: StreamingTransducer, search: Search) -> list[Hypothesis]:

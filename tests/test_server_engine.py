@@ -25,7 +25,7 @@ from server.model.frontend import compute_fbank
 from server.search.ngram_lm import build_ngram_lm
 from server.search.options import RescoringOptions, Search, SearchOptions, SearchResources
 from server.search.rescoring import WordLM, build_word_lm
-from server.search.utterances import search_utterances, transcribe_utterances
+from server.search.utterances import final_hypotheses, search_utterances
 
 
 class FakeTokenizer:
@@ -130,7 +130,8 @@ def _word_lm_for_a_runner_up(model, features: np.ndarray, search: Search) -> tup
 
 
 def _text_of(model, search: Search, features: np.ndarray) -> tuple[str, list[tuple[int, int]]]:
-    tokens = transcribe_utterances(model, search, torch.from_numpy(features)[None], torch.tensor([features.shape[0]]))
+    results = search_utterances(model, search, torch.from_numpy(features)[None], torch.tensor([features.shape[0]]))
+    tokens = final_hypotheses(model, search, results)
     return model.tokenizer.decode([t for t, _ in tokens[0]]).strip(), tokens[0]
 
 

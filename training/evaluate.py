@@ -26,7 +26,7 @@ from server.model.frontend import compute_fbank
 from server.model.transducer import StreamingTransducer
 from server.search.loading import load_model_and_search
 from server.search.options import Search
-from server.search.utterances import transcribe_utterances
+from server.search.utterances import final_hypotheses, search_utterances
 from training.manifest import read_audio, read_manifest
 from training.search_arguments import add_search_arguments, describe_search, search_from_arguments
 from training.text_normalize import normalize_text
@@ -101,7 +101,7 @@ def _transcripts(
     frames_per_second = fbank_frames_per_second(model.config.features)
     for feature_batch in feature_batches(model, manifest, batch_seconds):
         padded, lengths = pad_features([f for _, f in feature_batch])
-        tokens = transcribe_utterances(model, search, padded, lengths, streaming=False)
+        tokens = final_hypotheses(model, search, search_utterances(model, search, padded, lengths, streaming=False))
         for (reference, features), hypothesis in zip(feature_batch, tokens, strict=True):
             text = model.tokenizer.decode([t for t, _ in hypothesis])
             yield reference, text, features.shape[0] / frames_per_second

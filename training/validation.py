@@ -9,7 +9,7 @@ import torch
 
 from server.model.transducer import StreamingTransducer
 from server.search.options import Search
-from server.search.utterances import transcribe_utterances
+from server.search.utterances import final_hypotheses, search_utterances
 from training.batching import bucketed_batches, collate
 from training.features import FeatureCache
 from training.multilingual_model import true_language_weights
@@ -40,7 +40,8 @@ def word_error_rate(
             weights = None
             if model.token_languages is not None:
                 weights = true_language_weights(batch.languages, model.config.languages).to(device)
-            tokens = transcribe_utterances(model, Search(), features, lengths, streaming, weights)
+            results = search_utterances(model, Search(), features, lengths, streaming, language_weights=weights)
+            tokens = final_hypotheses(model, Search(), results)
             hypotheses += [normalize_text(model.tokenizer.decode([t for t, _ in hyp])) for hyp in tokens]
             references += [normalize_text(text) for text in batch.texts]
     model.train(was_training)

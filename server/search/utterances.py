@@ -63,17 +63,12 @@ def search_utterances(
     ]
 
 
-def transcribe_utterances(
-    model: StreamingTransducer,
-    search: Search,
-    features: Tensor,
-    feature_lengths: Tensor,
-    streaming: bool = True,
-    language_weights: Tensor | None = None,
+def final_hypotheses(
+    model: StreamingTransducer, search: Search, results: list[UtteranceHypotheses]
 ) -> list[Hypothesis]:
-    """Each utterance's final hypothesis ((token, frame) pairs), chosen as a server stream chooses it."""
+    """Each utterance's final hypothesis ((token, frame) pairs) among its K, chosen as a server stream
+    chooses it (``rescoring.final_hypothesis``)."""
     chosen = []
-    results = search_utterances(model, search, features, feature_lengths, streaming, None, language_weights)
     for result in results:
         update = result.update
         index = final_hypothesis(
