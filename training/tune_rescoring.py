@@ -83,7 +83,7 @@ def kbest_lists(model: StreamingTransducer, manifest: Path, search: Search) -> l
                 ctc_scores = ctc_sequence_log_probs(result.ctc_log_probs, token_lists, model.tokenizer.blank_id)
             lists.append(
                 KBestList(
-                    normalize_text(reference),
+                    normalize_text(reference.text),
                     [model.tokenizer.decode(t) for t in token_lists],
                     result.update.scores,
                     ctc_scores,

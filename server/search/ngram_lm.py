@@ -1,13 +1,11 @@
 """Token n-gram language model for shallow fusion in beam search.
 
-The model is over the transducer's own token ids (BPE pieces, 256 here), so it plugs into
-the search without any word lexicon. It is interpolated Kneser-Ney, stored per order like an
-ARPA file but as tensors: for every seen context (up to ``order - 1`` previous tokens) its
-seen next tokens with their discounted probabilities (CSR layout) and the weight that goes
-to the next-lower order. A query for N contexts builds the N full distributions at once:
-start from the dense unigram row, then for each longer order multiply by the context's
-interpolation weight and scatter-add its entries; a context never seen keeps the lower
-order's row (backoff).
+Over the transducer's own token ids (BPE pieces), so it plugs into the search with no word
+lexicon. Interpolated Kneser-Ney, stored per order like an ARPA file but as tensors: each seen
+context (up to ``order - 1`` tokens) has its seen next tokens with their discounted
+probabilities (CSR layout) and the weight of the next-lower order. A query for N contexts
+builds N full distributions at once: the dense unigram row, then per longer order the context's
+interpolation weight times it plus its entries; an unseen context keeps the lower row (backoff).
 
 Why not KenLM: its builder (``lmplz``) is a C++ binary that pip does not ship, its Python
 module scores words one state at a time, and we need all V next-token scores of B×K
@@ -254,7 +252,11 @@ def build_ngram_lm(
     if not 1 <= order <= 6:  # keys are base-(V+1) numbers in int64
         raise ValueError(f"order must be 1..6, got {order}")
     arrays = [np.asarray(s, np.int64) for s in sequences]
-    tables: dict[str, list[Tensor]] = {n: [] for n in ("context_keys", "lower_weights", "offsets", "tokens", "probs")}
+    context_keys_k: list[Tensor] = []
+    lower_weights_k: list[Tensor] = []
+    offsets_k: list[Tensor] = []
+    tokens_k: list[Tensor] = []
+    probs_k: list[Tensor] = []
     unigram = np.full(vocab_size, 1.0 / vocab_size)
     for n in range(1, order + 1):
         if n == order:
@@ -280,21 +282,13 @@ def build_ngram_lm(
         order_within = np.lexsort((grams[:, -1], inverse))  # entries grouped by context
         sel = order_within[keep[order_within]]
         offsets = np.concatenate([[0], np.cumsum(np.bincount(inverse[sel], minlength=len(context_keys)))])
-        tables["context_keys"].append(torch.from_numpy(context_keys))
-        tables["lower_weights"].append(torch.from_numpy(lower_weight).float())
-        tables["offsets"].append(torch.from_numpy(offsets.astype(np.int64)))
-        tables["tokens"].append(torch.from_numpy(grams[sel, -1].copy()))
-        tables["probs"].append(torch.from_numpy(probs[sel]).float())
-    return TokenNgramLM(
-        order,
-        vocab_size,
-        torch.from_numpy(unigram).float(),
-        context_keys=tables["context_keys"],
-        lower_weights=tables["lower_weights"],
-        offsets=tables["offsets"],
-        tokens=tables["tokens"],
-        probs=tables["probs"],
-    )
+        context_keys_k.append(torch.from_numpy(context_keys))
+        lower_weights_k.append(torch.from_numpy(lower_weight).float())
+        offsets_k.append(torch.from_numpy(offsets.astype(np.int64)))
+        tokens_k.append(torch.from_numpy(grams[sel, -1].copy()))
+        probs_k.append(torch.from_numpy(probs[sel]).float())
+    unigram_probs = torch.from_numpy(unigram).float()
+    return TokenNgramLM(order, vocab_size, unigram_probs, context_keys_k, lower_weights_k, offsets_k, tokens_k, probs_k)
 
 
 def _context_keys(contexts: Tensor, vocab_size: int) -> Tensor:
