@@ -1,8 +1,9 @@
-"""Decoding speed of the streaming path (the engine's StreamDecoder + BatchStepper), one stream or a batch.
+"""Decoding speed of the streaming path (the engine's BatchStepper, or whole StreamDecoders), one stream or a batch.
 
 Prints figures and writes a JSON report. Usage:
     python benchmarks/decode_speed.py --manifest data/heldout/manifest.jsonl [--model DIR]
-        [--threads 1] [--streams 1 4 16] [--utterances 50] [--beam 1 4] [--report reports/decode_speed.json]
+        [--threads 1] [--streams 1 4 16] [--utterances 50] [--beam 1 4] [--path step|stream]
+        [--report reports/decode_speed.json]
 With --streams N, N copies of each utterance run as one batch per step (what the server's
 engine does under load); the real-time factor is compute time over total audio time.
 --beam runs each width (1 = greedy; more = beam search with the model's LM fusion);
@@ -19,7 +20,7 @@ from report import write_report  # benchmarks/report.py (scripts run from this f
 
 from server.model.checkpoint import DEFAULT_MODEL_DIR
 from server.search.loading import load_model_and_search
-from training.speed import real_time_factor
+from training.speed import PATHS, real_time_factor
 
 
 def main() -> None:
@@ -30,6 +31,12 @@ def main() -> None:
     parser.add_argument("--streams", type=int, nargs="+", default=[1])
     parser.add_argument("--utterances", type=int, default=50)
     parser.add_argument("--beam", type=int, nargs="+", help="search widths to measure (default: the model's)")
+    parser.add_argument(
+        "--path",
+        choices=sorted(PATHS),
+        default="step",
+        help="step: the model steps alone (what this benchmark always measured); stream: whole stream decoders",
+    )
     parser.add_argument("--report", type=Path, default=Path("reports/decode_speed.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -38,7 +45,7 @@ def main() -> None:
     for beam in args.beam or [default_search.beam]:
         search = default_search.with_options(beam=beam)
         for streams in args.streams:
-            result = real_time_factor(model, search, args.manifest, args.utterances, streams)
+            result = real_time_factor(model, search, args.manifest, args.utterances, streams, args.path)
             result["beam"] = beam
             print(
                 f"beam={beam} streams={streams:3d} threads={args.threads} RTF={result['real_time_factor']:.4f} "

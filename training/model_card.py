@@ -130,7 +130,7 @@ training, with noise, gain, silence and sample-rate variety.
 {greedy_rows}
 Default search: {default_search}.
 
-Decoding speed, streaming path (the engine's stream decoder and batch stepper, default search), one stream, one thread:
+Decoding speed, streaming path (the engine's batch stepper: slot pool, encoder chunk, default search), one stream, one thread:
 real-time factor **{speed["real_time_factor"]:.3f}** ({speed["audio_seconds"]:.0f} s of audio in
 {speed["compute_seconds"]:.1f} s) on {platform.machine()} with torch {torch.__version__}.{greedy_speed}
 
