@@ -85,12 +85,19 @@ class BatchStepper:
         if pool is None:
             pool = self._pool = init_stream_state(self.model, self.search, self.capacity)
         self._prepare_rows(pool, batch)
-        rows = self._rows([slot for slot, _ in batch])
+        slots = [slot for slot, _ in batch]
+        rows = self._rows(slots)
         features = torch.from_numpy(np.stack([window.features for _, window in batch])).to(self.device)
         num_feature_frames = torch.tensor([window.num_frames for _, window in batch], device=self.device)
         started = time.perf_counter()
-        out = decode_chunk(self.model, self.search, features, num_feature_frames, pool.select(rows))
-        pool.assign_(rows, out.state)
+        # Slots are handed out lowest first, so a batch is often a contiguous range: read it as views.
+        contiguous = slots == list(range(slots[0], slots[0] + len(slots)))
+        state = pool.narrow(slots[0], len(slots)) if contiguous else pool.select(rows)
+        out = decode_chunk(self.model, self.search, features, num_feature_frames, state)
+        if contiguous:
+            state.copy_(out.state)
+        else:
+            pool.assign_(rows, out.state)
         num_frames = out.num_frames.tolist()  # syncs the device, so the timing is real
         updates = beam_updates(out.trace, out.state.beams.scores)
         ctc: list[Tensor | None] = [None] * len(batch)

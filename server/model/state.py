@@ -26,6 +26,24 @@ class RowState:
             values[f.name] = value.select(rows) if isinstance(value, RowState) else value.index_select(0, rows)
         return type(self)(**values)
 
+    def narrow(self: RowStateT, start: int, count: int) -> RowStateT:
+        """Rows ``start .. start + count - 1`` as views (no copy): ``select`` of a contiguous range."""
+        values: dict[str, Any] = {}
+        for f in fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            values[f.name] = (
+                value.narrow(start, count) if isinstance(value, RowState) else value.narrow(0, start, count)
+            )
+        return type(self)(**values)
+
+    def copy_(self, other: RowState) -> None:
+        """Write ``other`` (of the same rows) into this state, in place; a tensor that already is this
+        one (a field a step passed through unchanged, e.g. views from ``narrow``) is skipped."""
+        for f in fields(self):  # type: ignore[arg-type]
+            mine, theirs = getattr(self, f.name), getattr(other, f.name)
+            if isinstance(mine, RowState) or mine.data_ptr() != theirs.data_ptr() or mine.stride() != theirs.stride():
+                mine.copy_(theirs)
+
     def assign_(self, rows: Tensor, other: RowState) -> None:
         """Write ``other``'s streams into ``rows`` (N,) of this state, in place."""
         for f in fields(self):  # type: ignore[arg-type]

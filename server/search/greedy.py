@@ -64,12 +64,9 @@ def greedy_search_frames(
 def _trace_of(emitted: list[list[tuple[int, int]]], device: torch.device) -> BeamTrace:
     """Per-stream (token, frame) lists -> the K = 1 trace (B, 1, L)."""
     batch, longest = len(emitted), max((len(e) for e in emitted), default=0)
-    tokens = torch.zeros(batch, 1, longest, dtype=torch.int64)
-    frames = torch.zeros(batch, 1, longest, dtype=torch.int64)
-    for row, pairs in enumerate(emitted):
-        if pairs:
-            tokens[row, 0, : len(pairs)] = torch.tensor([token for token, _ in pairs])
-            frames[row, 0, : len(pairs)] = torch.tensor([frame for _, frame in pairs])
+    padded = [pairs + [(0, 0)] * (longest - len(pairs)) for pairs in emitted]
+    pairs = torch.tensor(padded, dtype=torch.int64).view(batch, 1, longest, 2)  # one host-to-tensor copy
+    tokens, frames = pairs[..., 0], pairs[..., 1]
     lengths = torch.tensor([[len(e)] for e in emitted], dtype=torch.int64)
     origin = torch.zeros(batch, 1, dtype=torch.int64)
     return BeamTrace(
