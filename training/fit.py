@@ -99,11 +99,12 @@ def _model_and_ctc_head(
 
 
 def _freeze(model: StreamingTransducer, num_layers: int) -> None:
-    """Keep the encoder's stem and first ``num_layers`` blocks as they are (a pretrained encoder's
-    lower layers; also halves the backward pass on two cores)."""
+    """Keep the encoder's stem and first ``num_layers`` blocks (with their language experts) as they
+    are: a pretrained encoder's lower layers, and no backward pass through them on two cores."""
     if num_layers <= 0:
         return
-    frozen = [model.encoder.subsampling, *list(model.encoder.layers)[:num_layers]]
+    experts = [] if model.encoder.experts is None else list(model.encoder.experts)[:num_layers]
+    frozen = [model.encoder.subsampling, *list(model.encoder.layers)[:num_layers], *experts]
     for module in frozen:
         for parameter in module.parameters():
             parameter.requires_grad_(False)
