@@ -21,6 +21,7 @@ import torch
 from report import write_report  # benchmarks/report.py (scripts run from this folder)
 
 from server.model.checkpoint import DEFAULT_MODEL_DIR, load_model
+from server.model.frames import fbank_frames_per_second
 from training.batching import bucketed_batches, collate
 from training.features import FeatureCache
 from training.objective import transducer_loss
@@ -60,7 +61,7 @@ def main() -> None:
     for _ in range(2):
         seconds["float32"] += run(False, timed)
         seconds["bfloat16"] += run(True, timed)
-    audio = 2 * sum(float(b.feature_lengths.sum()) for b in timed) / 100
+    audio = 2 * sum(float(b.feature_lengths.sum()) for b in timed) / fbank_frames_per_second(model.config.features)
     runs = []
     for precision, compute in seconds.items():
         steps = 2 * len(timed)

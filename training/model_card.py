@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from server.model.checkpoint import MODEL_CARD_FILE
+from server.model.frames import SUBSAMPLING_FACTOR
 from server.search.loading import load_model_and_search
 from server.search.options import Search
 from training.evaluate import evaluate
@@ -79,6 +80,7 @@ def render_card(
 ) -> str:
     c = model.config
     e = c.encoder
+    frame_ms = model.frame_shift_ms
     default_search = _search_text(streaming["search"])
     lm = search.fused_lm
     lm_line = (
@@ -107,9 +109,9 @@ def render_card(
 |---|---|
 | parameters | {model.num_parameters / 1e6:.2f} M (stored as fp16 safetensors) |
 | encoder | Conformer, {e.num_layers} blocks, d_model {e.d_model}, {e.num_heads} heads, FFN {e.ffn_dim}, \
-conv kernel {e.conv_kernel} (causal), 4x conv subsampling (40 ms frames) |
-| streaming mask | chunk {e.chunk_size} frames ({e.chunk_size * 40} ms), {e.left_chunks} left chunks \
-({e.left_chunks * e.chunk_size * 40} ms history), right context {e.right_context} frames in layer 0 |
+conv kernel {e.conv_kernel} (causal), {SUBSAMPLING_FACTOR}x conv subsampling ({frame_ms} ms frames) |
+| streaming mask | chunk {e.chunk_size} frames ({e.chunk_size * frame_ms} ms), {e.left_chunks} left chunks \
+({e.left_chunks * e.chunk_size * frame_ms} ms history), right context {e.right_context} frames in layer 0 |
 | algorithmic latency | {model.latency_ms} ms (chunk + right context) |
 | decoder | stateless prediction network (context {c.decoder.context_size}), joiner {c.joiner_dim} |
 | search (default) | {default_search} (greedy: at most {c.max_symbols_per_frame} symbols per frame) |
@@ -130,8 +132,8 @@ training, with noise, gain, silence and sample-rate variety.
 {greedy_rows}
 Default search: {default_search}.
 
-Decoding speed, streaming path (the engine's batch stepper: slot pool, encoder chunk, default search), one stream, one thread:
-real-time factor **{speed["real_time_factor"]:.3f}** ({speed["audio_seconds"]:.0f} s of audio in
+Decoding speed, streaming path (the engine's batch stepper: slot pool, encoder chunk, default search),
+one stream, one thread: real-time factor **{speed["real_time_factor"]:.3f}** ({speed["audio_seconds"]:.0f} s of audio in
 {speed["compute_seconds"]:.1f} s) on {platform.machine()} with torch {torch.__version__}.{greedy_speed}
 
 Reproduce: `{command}`

@@ -24,6 +24,7 @@ from torch import nn
 
 from server.model.config import EncoderConfig, FeatureConfig
 from server.model.encoder import ConformerEncoder
+from server.model.frames import SUBSAMPLING_FACTOR
 
 
 def make_batch(patterns: torch.Tensor, batch: int, tokens: int, generator: torch.Generator):
@@ -59,15 +60,15 @@ def main() -> None:
         encoder = ConformerEncoder(EncoderConfig(num_layers=args.encoder_layers, dropout=0.0), FeatureConfig())
         head = nn.Linear(encoder.config.d_model, args.vocab)
         model = nn.ModuleDict({"encoder": encoder, "head": head})  # one module for the optimizer
-        frames = (tokens * 6 - 3) // 4  # encoder frames after 4x subsampling
+        frames = (tokens * 6 - 3) // SUBSAMPLING_FACTOR  # encoder frames after the conv subsampling
     optimizer = torch.optim.Adam(model.parameters(), args.lr)
     for step in range(1, args.steps + 1):
         features, targets, labels = make_batch(patterns, batch, tokens, generator)
         if args.encoder_layers is None:
             logits = model(features)
         else:
-            # Stretch each input frame x4 so tokens keep their length after subsampling.
-            stretched = features.repeat_interleave(4, dim=1)
+            # Stretch each input frame so tokens keep their length after subsampling.
+            stretched = features.repeat_interleave(SUBSAMPLING_FACTOR, dim=1)
             encoded, _ = encoder(stretched, torch.full((batch,), stretched.shape[1]))
             logits = head(encoded)
             frames = logits.shape[1]
