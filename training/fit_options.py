@@ -51,7 +51,11 @@ def _multilingual_options(group: argparse._ArgumentGroup) -> None:
         "--whisper-ffn-dim", type=int, default=1024, help="keep this many hidden units of Whisper's FFNs (FLOPs)"
     )
     group.add_argument(
-        "--freeze-encoder-layers", type=int, default=0, help="keep the stem and the first N encoder blocks frozen"
+        "--freeze-encoder-layers",
+        type=int,
+        default=0,
+        help="keep the stem and the first N encoder blocks frozen (with a Whisper encoder their new parts, "
+        "relative positions included, stay at zero: those blocks see no positions)",
     )
     group.add_argument(
         "--language-other-prob", type=float, default=0.25, help="chance each other language joins a training mask"
