@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from server.api.server import AsrServer
+from server.api.server import AsrServer, ConnectionPolicy
 from server.engine.registry import ModelRegistry, find_model_dirs, resolve_device
 from server.metrics import serve_metrics
 from server.model.checkpoint import CheckpointError
@@ -48,6 +48,7 @@ async def serve(settings: Settings) -> None:
         max_wait_s=settings.max_wait_ms / 1000.0,
         default=settings.default_model,
         beam_size=settings.beam_size,
+        step_timeout_s=settings.step_timeout_s,
     )
     serve_metrics(settings.host, settings.metrics_port)
     server = AsrServer(
@@ -56,6 +57,12 @@ async def serve(settings: Settings) -> None:
         port=settings.port,
         max_streams=settings.max_streams,
         drain_timeout_s=settings.drain_timeout_s,
+        connections=ConnectionPolicy(
+            idle_timeout_s=settings.idle_timeout_s,
+            keepalive_time_s=settings.keepalive_time_s,
+            keepalive_timeout_s=settings.keepalive_timeout_s,
+            max_connection_idle_s=settings.max_connection_idle_s,
+        ),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -70,6 +70,30 @@ class Settings(BaseSettings):
         ge=0,
         description="On SIGTERM/SIGINT: how long in-flight streams may run to completion before the server exits.",
     )
+    step_timeout_s: float = Field(
+        10.0,
+        ge=0,
+        description="Watchdog: a model step running longer than this ends its streams with INTERNAL, and "
+        "health is NOT_SERVING until the worker returns (0: no watchdog).",
+    )
+    idle_timeout_s: float = Field(
+        30.0,
+        ge=0,
+        description="A stream whose client sends no message for this long ends with OUT_OF_RANGE, "
+        "freeing its slot (0: no limit).",
+    )
+    keepalive_time_s: float = Field(
+        60.0, gt=0, description="Ping a client connection after this long without traffic (HTTP/2 keepalive)."
+    )
+    keepalive_timeout_s: float = Field(
+        20.0,
+        gt=0,
+        description="Close a connection whose keepalive ping is not answered within this long; its "
+        "streams are cancelled and their slots freed.",
+    )
+    max_connection_idle_s: float = Field(
+        0.0, ge=0, description="Close a connection that has had no call for this long (0: never)."
+    )
     beam_size: int | None = Field(
         None,
         ge=1,

@@ -22,7 +22,7 @@ import pytest
 import soundfile as sf
 from asr_client.api.asr.v1 import asr_pb2, asr_pb2_grpc
 
-from server.api.server import AsrServer
+from server.api.server import AsrServer, ConnectionPolicy
 from server.engine.registry import ModelRegistry
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -110,8 +110,12 @@ class ServerThread:
         drain_timeout_s: float = 5.0,
         default_model: str | None = None,
         beam_size: int | None = None,
+        connections: ConnectionPolicy | None = None,
+        step_timeout_s: float = 10.0,
     ) -> None:
+        self.step_timeout_s = step_timeout_s
         self.model_dirs = model_dirs
+        self.connections = connections
         self.beam_size = beam_size
         self.max_streams = max_streams
         self.max_batch_size = max_batch_size
@@ -149,6 +153,7 @@ class ServerThread:
                 max_wait_s=self.max_wait_s,
                 default=self.default_model,
                 beam_size=self.beam_size,
+                step_timeout_s=self.step_timeout_s,
             )
             self.server = AsrServer(
                 registry,
@@ -156,6 +161,7 @@ class ServerThread:
                 port=0,
                 max_streams=self.max_streams,
                 drain_timeout_s=self.drain_timeout_s,
+                connections=self.connections,
             )
             return await self.server.start()
 

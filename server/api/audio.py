@@ -94,12 +94,16 @@ class AudioDecoder:
     def input_seconds(self) -> float:
         return self.input_frames / self.sample_rate
 
+    def check_length(self, num_bytes: int) -> None:
+        """Raise ``AudioFormatError`` unless a chunk of ``num_bytes`` holds whole samples."""
+        if num_bytes % self.bytes_per_sample:
+            raise AudioFormatError(
+                f"LINEAR16 audio_content must hold whole 16-bit samples; got an odd-length chunk of {num_bytes} bytes"
+            )
+
     def accept(self, data: bytes) -> np.ndarray:
         """Decode one chunk; returns the float32 mono samples it completes at the target rate."""
-        if len(data) % self.bytes_per_sample:
-            raise AudioFormatError(
-                f"LINEAR16 audio_content must hold whole 16-bit samples; got an odd-length chunk of {len(data)} bytes"
-            )
+        self.check_length(len(data))
         data = self._pending + data
         frame_bytes = self.bytes_per_sample * self.channels
         usable = len(data) - len(data) % frame_bytes

@@ -1,4 +1,4 @@
-"""Request errors and their gRPC status codes."""
+"""Request errors and their gRPC status codes, and bounds on what an error message repeats."""
 
 from __future__ import annotations
 
@@ -14,6 +14,24 @@ class RequestError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+# gRPC sends the status message as metadata (16 KB hard limit per call): a message that echoes
+# a client's 20 KB string would reach the client as RESOURCE_EXHAUSTED instead of its own code.
+MAX_ECHO_CHARS = 64
+MAX_MESSAGE_CHARS = 1000
+
+
+def shown(value: str, limit: int = MAX_ECHO_CHARS) -> str:
+    """``repr(value)`` for an error message, cut to ``limit`` characters with its full length said."""
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}... ({len(value)} characters)"
+
+
+def bounded(message: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """``message`` cut to ``limit`` characters: the last guard before a status goes out."""
+    return message if len(message) <= limit else message[: limit - 3] + "..."
 
 
 def invalid_argument(message: str) -> RequestError:

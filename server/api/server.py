@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from dataclasses import dataclass
 
 import grpc
 from asr_client.api.asr.v1 import asr_pb2, asr_pb2_grpc
@@ -10,13 +12,44 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from server.api.admission import Admission
+from server.api.malformed import MalformedRequestGuard
 from server.api.servicer import MAX_RECOGNIZE_MESSAGE_BYTES, RecognizerServicer
 from server.engine.registry import ModelRegistry
 
 log = logging.getLogger(__name__)
 
+# After the drain timeout, how long the finalised streams get to send their finals.
+FINALS_ON_DRAIN_TIMEOUT_S = 5.0
+
 SERVICE_NAME = asr_pb2.DESCRIPTOR.services_by_name["Recognizer"].full_name
 HEALTH_SERVICE_NAME = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+
+
+@dataclass(frozen=True)
+class ConnectionPolicy:
+    """How long silent clients and dead connections may hold the server's streams (0: no limit)."""
+
+    idle_timeout_s: float = 30.0  # a stream whose client sends nothing this long ends (OUT_OF_RANGE)
+    keepalive_time_s: float = 60.0  # ping a connection after this long without traffic...
+    keepalive_timeout_s: float = 20.0  # ...and close it (cancelling its calls) if no answer comes
+    max_connection_idle_s: float = 0.0  # close a connection with no call this long (GOAWAY)
+    min_client_ping_interval_s: float = 10.0  # a client pinging more often is told off (GOAWAY)
+
+    def grpc_options(self) -> list[tuple[str, int]]:
+        """The grpc core channel arguments that apply this policy."""
+        options = [
+            ("grpc.keepalive_time_ms", _ms(self.keepalive_time_s)),
+            ("grpc.keepalive_timeout_ms", _ms(self.keepalive_timeout_s)),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", _ms(self.min_client_ping_interval_s)),
+        ]
+        if self.max_connection_idle_s:
+            options.append(("grpc.max_connection_idle_ms", _ms(self.max_connection_idle_s)))
+        return options
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
 
 
 class AsrServer:
@@ -35,6 +68,7 @@ class AsrServer:
         max_streams: int = 64,
         drain_timeout_s: float = 30.0,
         warmup: bool = True,
+        connections: ConnectionPolicy | None = None,
     ) -> None:
         self.registry = registry
         self.host = host
@@ -42,21 +76,26 @@ class AsrServer:
         self.port: int | None = None
         self.drain_timeout_s = drain_timeout_s
         self.warmup = warmup
+        self.connections = connections or ConnectionPolicy()
         self.admission = Admission(max_streams)
         self.health = health.aio.HealthServicer()
         self._server: grpc.aio.Server | None = None
+        self._health_update: asyncio.Task[None] | None = None  # kept referenced until done
+        self._servicer: RecognizerServicer | None = None
 
     async def start(self) -> int:
         """Listen, warm up the models, then report SERVING; returns the bound port."""
         # Room for a Recognize request at its documented limit plus its configuration.
         max_message = MAX_RECOGNIZE_MESSAGE_BYTES + 64 * 1024
         server = grpc.aio.server(
+            interceptors=[MalformedRequestGuard(SERVICE_NAME)],
             options=[
                 ("grpc.max_receive_message_length", max_message),
                 ("grpc.so_reuseport", 0),
-            ]
+                *self.connections.grpc_options(),
+            ],
         )
-        servicer = RecognizerServicer(self.registry, self.admission)
+        servicer = self._servicer = RecognizerServicer(self.registry, self.admission, self.connections.idle_timeout_s)
         asr_pb2_grpc.add_RecognizerServicer_to_server(servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
@@ -72,10 +111,30 @@ class AsrServer:
         self._server = server
         log.info("gRPC listening on %s:%d; warming up", self.host, self.port)
         await self.registry.start(warmup=self.warmup)
-        for service in ("", SERVICE_NAME):
-            await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        for engine in self.registry.engines.values():
+            engine.stall_listeners.append(self._engine_stall_changed)
+        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         log.info("serving models %s (default %s)", sorted(self.registry.engines), self.registry.default)
         return self.port
+
+    async def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
+        for service in ("", SERVICE_NAME):
+            await self.health.set(service, status)
+
+    def _engine_stall_changed(self, model: str, stalled: bool) -> None:
+        """The watchdog's news: NOT_SERVING while any model's worker is stalled (unless draining,
+        which is NOT_SERVING for good)."""
+        if self.admission.draining:
+            return
+        any_stalled = any(engine.stalled for engine in self.registry.engines.values())
+        status = health_pb2.HealthCheckResponse.NOT_SERVING if any_stalled else health_pb2.HealthCheckResponse.SERVING
+        log.warning(
+            "model %s %s; health %s",
+            model,
+            "stalled" if stalled else "recovered",
+            "NOT_SERVING" if any_stalled else "SERVING",
+        )
+        self._health_update = asyncio.get_running_loop().create_task(self._set_health(status))
 
     async def drain(self) -> None:
         """Graceful shutdown: NOT_SERVING, refuse new streams, let running ones finish, stop."""
@@ -89,7 +148,13 @@ class AsrServer:
             self.drain_timeout_s,
         )
         if not await self.admission.wait_idle(self.drain_timeout_s):
-            log.warning("drain timeout: cancelling %d stream(s)", self.admission.active)
+            # Finals on drain: what the open streams said so far is finalised and sent, as if
+            # each client had half-closed; only a stream that cannot finish even then is cancelled.
+            assert self._servicer is not None
+            finishing = self._servicer.finish_open_streams()
+            log.warning("drain timeout: finalising %d open stream(s)", finishing)
+            if not await self.admission.wait_idle(FINALS_ON_DRAIN_TIMEOUT_S):
+                log.warning("drain: cancelling %d stream(s) that did not finish", self.admission.active)
         await self.stop()
 
     async def stop(self, grace: float | None = None) -> None:

@@ -14,8 +14,9 @@ from asr_client.api.asr.v1 import asr_pb2, asr_pb2_grpc
 from server.api.admission import Admission
 from server.api.audio import BYTES_PER_SAMPLE, AudioDecoder, AudioFormatError
 from server.api.convert import duration_ms, model_info, update_to_proto
-from server.api.errors import RequestError, count_error, invalid_argument
+from server.api.errors import RequestError, bounded, count_error, invalid_argument
 from server.api.validation import ValidatedConfig, validate_config
+from server.engine.errors import EngineError
 from server.engine.registry import ModelRegistry
 from server.engine.session import StreamSession
 from server.engine.slots import SlotExhaustedError
@@ -25,17 +26,28 @@ log = logging.getLogger(__name__)
 # Recognize (unary) limits, documented in asr.proto.
 MAX_RECOGNIZE_SECONDS = 60.0
 MAX_RECOGNIZE_MESSAGE_BYTES = 16 * 1024 * 1024
-# Recognize feeds its audio in pieces this long, yielding to the event loop in between.
-_RECOGNIZE_PIECE_SECONDS = 1.0
+# A message's audio goes into its stream in pieces of this much input audio, with the event loop
+# free in between and backpressure applied per piece: one 16 MiB message (35 min of 8-kHz MULAW)
+# neither stalls other streams nor becomes 35 minutes of features in memory at once.
+AUDIO_PIECE_SECONDS = 0.5
 
 
-@dataclass
+@dataclass(eq=False)  # hashed by identity: the servicer keeps the open ones in a set
 class _RequestResources:
     """What a call opened and must release, filled in as the call proceeds."""
 
     session: StreamSession | None = None
     decoder: AudioDecoder | None = None
     reader: asyncio.Task[None] | None = None
+
+    def finish(self) -> None:
+        """End the stream's audio here, as if the client had half-closed: stop reading, flush what
+        the audio decoder holds, and let the session finalise (finals on drain)."""
+        if self.reader is not None:
+            self.reader.cancel()  # suspended at an await: it touches nothing after this
+        if self.session is not None and self.decoder is not None:
+            self.session.accept_audio(self.decoder.flush())
+            self.session.finish()
 
     def release(self) -> None:
         if self.reader is not None:
@@ -50,9 +62,11 @@ class _RequestResources:
 class RecognizerServicer(asr_pb2_grpc.RecognizerServicer):
     """StreamingRecognize, Recognize and ListModels over the engines of a model registry."""
 
-    def __init__(self, registry: ModelRegistry, admission: Admission) -> None:
+    def __init__(self, registry: ModelRegistry, admission: Admission, idle_timeout_s: float = 0.0) -> None:
         self.registry = registry
         self.admission = admission
+        self.idle_timeout_s = idle_timeout_s  # 0: a stream may wait for its client's next message forever
+        self._open_calls: set[_RequestResources] = set()
 
     # -- StreamingRecognize ----------------------------------------------------------------
     async def StreamingRecognize(  # noqa: N802 (gRPC method name)
@@ -61,17 +75,16 @@ class RecognizerServicer(asr_pb2_grpc.RecognizerServicer):
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[asr_pb2.StreamingRecognizeResponse]:
         async with self._request(context, "StreamingRecognize") as resources:
-            first = await anext(request_iterator, None)
+            first = await _next_request(request_iterator, self.idle_timeout_s)
             if first is None or first.WhichOneof("streaming_request") != "streaming_config":
                 raise invalid_argument(
-                    "the first request of a stream must carry streaming_config "
-                    f"(got {'no request' if first is None else 'audio_content'})"
+                    f"the first request of a stream must carry streaming_config (got {_first_request_kind(first)})"
                 )
             streaming_config = first.streaming_config
             validated = validate_config(streaming_config.config, self.registry, streaming_config.interim_results)
             session = resources.session = self._open_session(validated)
             decoder = resources.decoder = _decoder(validated)
-            resources.reader = asyncio.create_task(_pump_audio(request_iterator, decoder, session))
+            resources.reader = asyncio.create_task(_pump_audio(request_iterator, decoder, session, self.idle_timeout_s))
             async for update in session.updates():
                 yield update_to_proto(update)
 
@@ -84,7 +97,9 @@ class RecognizerServicer(asr_pb2_grpc.RecognizerServicer):
             _check_recognize_audio(request.audio_content, validated)
             session = resources.session = self._open_session(validated)
             decoder = resources.decoder = _decoder(validated)
-            await _feed_whole(request.audio_content, decoder, session)
+            await _feed(request.audio_content, decoder, session)
+            session.accept_audio(decoder.flush())
+            session.finish()
             response = asr_pb2.RecognizeResponse()
             async for update in session.updates():
                 response.results.extend(update_to_proto(update).results)
@@ -104,9 +119,12 @@ class RecognizerServicer(asr_pb2_grpc.RecognizerServicer):
         try:
             self.admission.enter()
             admitted = True
+            self._open_calls.add(resources)
             yield resources
         except RequestError as error:
             await _abort(context, error)
+        except EngineError as error:  # logged where it happened (the scheduler)
+            await _abort(context, RequestError(grpc.StatusCode.INTERNAL, str(error)))
         except asyncio.CancelledError:
             _count_cancellation(context)
             raise
@@ -114,9 +132,17 @@ class RecognizerServicer(asr_pb2_grpc.RecognizerServicer):
             log.exception("%s failed", method)
             await _abort(context, RequestError(grpc.StatusCode.INTERNAL, f"internal error: {error}"))
         finally:
+            self._open_calls.discard(resources)
             resources.release()
             if admitted:
                 self.admission.leave()
+
+    def finish_open_streams(self) -> int:
+        """Finals on drain: end every open stream's audio now (``_RequestResources.finish``); each
+        sends its last final and ends OK. Returns how many streams were open."""
+        for resources in list(self._open_calls):
+            resources.finish()
+        return len(self._open_calls)
 
     # -- ListModels --------------------------------------------------------------------------
     async def ListModels(  # noqa: N802 (gRPC method name)
@@ -138,6 +164,13 @@ class RecognizerServicer(asr_pb2_grpc.RecognizerServicer):
             raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(error)) from error
 
 
+def _first_request_kind(first: asr_pb2.StreamingRecognizeRequest | None) -> str:
+    """What a wrong first request held, in an error message's words."""
+    if first is None:
+        return "no request"
+    return "audio_content" if first.WhichOneof("streaming_request") == "audio_content" else "an empty request"
+
+
 def _check_recognize_audio(data: bytes, validated: ValidatedConfig) -> None:
     """Recognize's limits: at most ``MAX_RECOGNIZE_SECONDS``, whole samples."""
     audio = validated.audio
@@ -154,16 +187,35 @@ def _check_recognize_audio(data: bytes, validated: ValidatedConfig) -> None:
         )
 
 
-async def _feed_whole(data: bytes, decoder: AudioDecoder, session: StreamSession) -> None:
-    """All of a Recognize request's audio into the session, yielding to the loop between pieces."""
-    audio_rate = decoder.bytes_per_sample * decoder.channels * decoder.sample_rate
-    piece = max(1, int(audio_rate * _RECOGNIZE_PIECE_SECONDS))
-    piece -= piece % (decoder.bytes_per_sample * decoder.channels)
+async def _feed(data: bytes, decoder: AudioDecoder, session: StreamSession) -> None:
+    """One message's audio into the session, ``AUDIO_PIECE_SECONDS`` at a time, waiting for the
+    model between pieces while the stream's backlog is full (``StreamSession.wait_for_capacity``)."""
+    decoder.check_length(len(data))
+    frame_bytes = decoder.bytes_per_sample * decoder.channels
+    piece = max(frame_bytes, int(decoder.sample_rate * AUDIO_PIECE_SECONDS) * frame_bytes)
+    view = memoryview(data)
     for start in range(0, len(data), piece):
-        session.accept_audio(decoder.accept(data[start : start + piece]))
-        await asyncio.sleep(0)
-    session.accept_audio(decoder.flush())
-    session.finish()
+        session.accept_audio(decoder.accept(bytes(view[start : start + piece])))
+        await session.wait_for_capacity()
+        if start + piece < len(data):
+            await asyncio.sleep(0)  # let other streams' responses out between pieces
+
+
+async def _next_request(
+    requests: AsyncIterator[asr_pb2.StreamingRecognizeRequest], idle_timeout_s: float
+) -> asr_pb2.StreamingRecognizeRequest | None:
+    """The client's next message (None once it half-closed), within ``idle_timeout_s`` if set."""
+    if not idle_timeout_s:
+        return await anext(requests, None)
+    try:
+        return await asyncio.wait_for(anext(requests, None), idle_timeout_s)
+    except asyncio.TimeoutError:
+        # OUT_OF_RANGE, as Google Speech-to-Text answers a stream whose audio stopped coming.
+        raise RequestError(
+            grpc.StatusCode.OUT_OF_RANGE,
+            f"no message from the client for {idle_timeout_s:g} s: send audio as it is captured "
+            "(silence too) and half-close the stream when the audio ends",
+        ) from None
 
 
 def _decoder(validated: ValidatedConfig) -> AudioDecoder:
@@ -178,20 +230,23 @@ def _decoder(validated: ValidatedConfig) -> AudioDecoder:
 
 
 async def _pump_audio(
-    requests: AsyncIterator[asr_pb2.StreamingRecognizeRequest], decoder: AudioDecoder, session: StreamSession
+    requests: AsyncIterator[asr_pb2.StreamingRecognizeRequest],
+    decoder: AudioDecoder,
+    session: StreamSession,
+    idle_timeout_s: float,
 ) -> None:
-    """Read the client's audio into the session until the client half-closes."""
+    """Read the client's audio into the session until the client half-closes.
+
+    Backpressure: while the model is far behind this stream, no more is read, and gRPC flow
+    control slows the client.
+    """
     try:
-        async for request in requests:
+        while (request := await _next_request(requests, idle_timeout_s)) is not None:
             kind = request.WhichOneof("streaming_request")
             if kind == "streaming_config":
                 raise invalid_argument("streaming_config may only be sent in the first request of a stream")
-            if kind is None:
-                continue
-            session.accept_audio(decoder.accept(request.audio_content))
-            # Backpressure: stop reading (and let gRPC flow control slow the client) while
-            # the model is far behind this stream.
-            await session.wait_for_capacity()
+            if kind is not None:
+                await _feed(request.audio_content, decoder, session)
         session.accept_audio(decoder.flush())
         session.finish()
     except AudioFormatError as error:
@@ -206,11 +261,12 @@ async def _pump_audio(
 
 async def _abort(context: grpc.aio.ServicerContext, error: RequestError) -> None:
     count_error(error.code)
+    message = bounded(error.message)
     if error.code == grpc.StatusCode.INTERNAL:
-        log.error("%s", error.message)
+        log.error("request failed: %s", message)
     else:
-        log.info("request rejected: %s: %s", error.code.name, error.message)
-    await context.abort(error.code, error.message)
+        log.info("request rejected: %s: %s", error.code.name, message)
+    await context.abort(error.code, message)
 
 
 def _count_cancellation(context: grpc.aio.ServicerContext) -> None:

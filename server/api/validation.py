@@ -12,13 +12,15 @@ import numpy as np
 from asr_client.api.asr.v1 import asr_pb2
 
 from server.api.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
-from server.api.errors import invalid_argument
+from server.api.errors import invalid_argument, shown
 from server.engine.decoder import StreamOptions
 from server.engine.endpoint import DEFAULT_MAX_UTTERANCE_MS, DEFAULT_TRAILING_SILENCE_MS, EndpointConfig
 from server.engine.engine import Engine
 from server.engine.registry import ModelRegistry
 
 MAX_CHANNELS = 8
+# Unknown language codes named in an error (the rest are counted): the message stays small.
+MAX_LISTED_CODES = 5
 ENCODING_NAMES = ("LINEAR16", "MULAW", "ALAW")
 
 
@@ -44,7 +46,7 @@ def validate_config(
     engine = registry.get(config.model)
     if engine is None:
         raise invalid_argument(
-            f"unknown model {config.model!r}; this server serves: {', '.join(sorted(registry.engines))}"
+            f"unknown model {shown(config.model)}; this server serves: {', '.join(sorted(registry.engines))}"
         )
     audio = _audio_format(config)
     model_config = engine.model.config
@@ -112,8 +114,10 @@ def _languages(requested: list[str], supported: list[str], model_name: str) -> l
         elif match not in chosen:
             chosen.append(match)
     if unknown:
+        listed = ", ".join(shown(code) for code in unknown[:MAX_LISTED_CODES])
+        if len(unknown) > MAX_LISTED_CODES:
+            listed += f" and {len(unknown) - MAX_LISTED_CODES} more"
         raise invalid_argument(
-            f"model {model_name!r} does not support language(s) {', '.join(map(repr, unknown))}; "
-            f"it supports: {', '.join(supported)}"
+            f"model {model_name!r} does not support language(s) {listed}; it supports: {', '.join(supported)}"
         )
     return chosen

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from server import metrics
 from server.engine.decoder import StreamDecoder, StreamOptions
@@ -32,6 +33,7 @@ class Engine:
         max_batch_size: int,
         max_wait_s: float,
         search: Search | None = None,
+        step_timeout_s: float = 0.0,
     ) -> None:
         self.model = model
         self.name = model.config.name
@@ -40,8 +42,17 @@ class Engine:
         self.search = search or Search()
         self.worker = ModelWorker(model, self.search, capacity, device)
         self.scheduler = BatchScheduler(
-            self.worker, max_batch_size, max_wait_s, self.name, open_streams=lambda: self.num_active
+            self.worker,
+            max_batch_size,
+            max_wait_s,
+            self.name,
+            open_streams=lambda: self.num_active,
+            step_timeout_s=step_timeout_s,
+            on_stall=self._stall_changed,
         )
+        # Called with (model name, stalled) when the worker stalls and when it recovers.
+        self.stall_listeners: list[Callable[[str, bool], None]] = []
+        self.stalled = False
         self._active = metrics.ACTIVE_STREAMS.labels(model=self.name)
         self._total = metrics.STREAMS_TOTAL.labels(model=self.name)
         self.num_active = 0
@@ -67,6 +78,11 @@ class Engine:
         self._active.inc()
         self._total.inc()
         return session
+
+    def _stall_changed(self, stalled: bool) -> None:
+        self.stalled = stalled
+        for listener in self.stall_listeners:
+            listener(self.name, stalled)
 
     def _release(self, session: StreamSession) -> None:
         self._slots.release(session.slot)

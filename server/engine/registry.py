@@ -61,10 +61,12 @@ class ModelRegistry:
         max_wait_s: float,
         default: str | None = None,
         beam_size: int | None = None,
+        step_timeout_s: float = 0.0,
     ) -> ModelRegistry:
         """Load checkpoints onto ``device`` (already resolved) and wrap each in an engine.
 
-        ``beam_size`` overrides each model's default search width (1 = greedy).
+        ``beam_size`` overrides each model's default search width (1 = greedy); a model step
+        running longer than ``step_timeout_s`` (0: no limit) ends its streams (the watchdog).
         """
         engines = []
         for model_dir in model_dirs:
@@ -85,7 +87,7 @@ class ModelRegistry:
                 search.beam,
                 search.options.lm_weight if search.fused_lm is not None else 0.0,
             )
-            engines.append(Engine(model, device, capacity, max_batch_size, max_wait_s, search))
+            engines.append(Engine(model, device, capacity, max_batch_size, max_wait_s, search, step_timeout_s))
         if default is None and engines:
             default = engines[0].name
         return cls(engines, default)

@@ -19,10 +19,15 @@ from collections.abc import Callable
 
 from server import metrics
 from server.engine.batch import BatchOutput, Window
+from server.engine.errors import EngineError
 from server.engine.session import StreamSession
 from server.engine.worker import ModelWorker
 
 log = logging.getLogger(__name__)
+
+
+class _StepStalledError(Exception):
+    """A step passed the watchdog's limit; its streams were ended."""
 
 
 class BatchScheduler:
@@ -35,9 +40,13 @@ class BatchScheduler:
         max_wait_s: float,
         model_name: str,
         open_streams: Callable[[], int],
+        step_timeout_s: float = 0.0,
+        on_stall: Callable[[bool], None] | None = None,
     ) -> None:
         self.worker = worker
         self._open_streams = open_streams
+        self.step_timeout_s = step_timeout_s  # the watchdog's limit (0: none)
+        self._on_stall = on_stall
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_s
         self._ready: deque[tuple[StreamSession, float]] = deque()
@@ -110,17 +119,25 @@ class BatchScheduler:
         started = time.monotonic()
         for _, window in batch:
             self._queue_wait.observe(max(0.0, started - window.ready_at))
+        step = asyncio.ensure_future(self.worker.run([(session.slot, window) for session, window in batch]))
         try:
-            result: BatchOutput = await self.worker.run([(session.slot, window) for session, window in batch])
+            result: BatchOutput = await self._watched(step, batch)
         except asyncio.CancelledError:
             # The engine is stopping mid-step: end these streams so their slots are released.
             for session, _ in batch:
-                session.step_failed(RuntimeError("the recognition engine stopped"))
+                session.step_failed(EngineError("the recognition engine stopped"))
             raise
+        except _StepStalledError:
+            return
         except Exception as error:
             log.exception("model step failed for a batch of %d streams", len(batch))
             for session, _ in batch:
-                session.step_failed(RuntimeError(f"model step failed: {error}"))
+                session.step_failed(
+                    EngineError(
+                        f"the model step of this stream failed ({type(error).__name__}); the server serves on, "
+                        "open a new stream to retry"
+                    )
+                )
             return
         self._observe(len(batch), result)
         for (session, window), output in zip(batch, result.streams, strict=True):
@@ -129,10 +146,45 @@ class BatchScheduler:
             except Exception as error:
                 # A bug in one stream's result handling ends that stream, not the batch.
                 log.exception("handling a step output failed")
-                session.fail(RuntimeError(f"result handling failed: {error}"))
+                session.fail(EngineError(f"handling this stream's result failed ({type(error).__name__})"))
                 continue
             if update is not None and update.results:
                 self._partial_latency.observe(max(0.0, time.monotonic() - window.ready_at))
+
+    async def _watched(
+        self, step: asyncio.Future[BatchOutput], batch: list[tuple[StreamSession, Window]]
+    ) -> BatchOutput:
+        """The step's output; a step past ``step_timeout_s`` ends its streams, marks the engine
+        stalled until the worker returns (nothing else can run on it meanwhile), then raises
+        ``_StepStalledError``."""
+        if not self.step_timeout_s:
+            return await step
+        try:
+            return await asyncio.wait_for(asyncio.shield(step), self.step_timeout_s)
+        except asyncio.TimeoutError:
+            pass
+        log.error(
+            "model step of %d stream(s) has not returned after %.1f s: ending them, engine stalled",
+            len(batch),
+            self.step_timeout_s,
+        )
+        for session, _ in batch:
+            session.step_failed(
+                EngineError(
+                    f"the model step of this stream did not return within {self.step_timeout_s:g} s; "
+                    "open a new stream to retry"
+                )
+            )
+        if self._on_stall is not None:
+            self._on_stall(True)
+        try:
+            with contextlib.suppress(Exception):  # its outcome no longer matters
+                await step
+        finally:
+            log.warning("the stalled model step returned after all: engine serving again")
+            if self._on_stall is not None:
+                self._on_stall(False)
+        raise _StepStalledError
 
     def _observe(self, batch_size: int, result: BatchOutput) -> None:
         self.steps += 1
