@@ -510,6 +510,12 @@ def _weighted(*choices: tuple[int, st.SearchStrategy[Any]]) -> st.SearchStrategy
     return st.sampled_from(indexes).flatmap(lambda index: strategies[index])
 
 
+def _long_text() -> st.SearchStrategy[str]:
+    """60 to 200k characters; long values cost hypothesis nothing to draw: a character times a length."""
+    chars = st.sampled_from(["x", "é", "€", "\U0001f600", "\x00", "a-b"])  # 1 to 4 UTF-8 bytes, escaped by repr
+    return st.builds(lambda char, n: char * n, chars, st.integers(60, 200_000))
+
+
 def _string_strategy(known: Sequence[str], long_strings: bool) -> st.SearchStrategy[str]:
     choices: list[tuple[int, st.SearchStrategy[str]]] = [
         (3, st.sampled_from(list(known) or [""])),
@@ -517,10 +523,7 @@ def _string_strategy(known: Sequence[str], long_strings: bool) -> st.SearchStrat
         (1, st.sampled_from(["", " ", "-", "_", "\x00", "nope", "x-private", "en-", "-en", "und", "i-klingon"])),
     ]
     if long_strings:
-        # Long values cost hypothesis nothing to draw: a character times a length.
-        chars = st.sampled_from(["x", "é", "€", "\U0001f600", "\x00", "a-b"])  # 1 to 4 UTF-8 bytes, escaped by repr
-        long = st.builds(lambda char, n: char * n, chars, st.integers(60, 200_000))
-        choices.append((1, long))
+        choices.append((1, _long_text()))
     else:
         choices.append((1, st.builds(lambda char, n: char * n, st.sampled_from(["x", "é", "€"]), st.integers(13, 40))))
     return _weighted(*choices)
@@ -536,12 +539,14 @@ def _language_codes(served: Served, long_strings: bool, max_codes: int) -> st.Se
         lists.append(
             (1, st.builds(lambda code, n: [code] * n, st.sampled_from(["zz", *languages]), st.integers(5, 3000)))
         )
+        if max_codes >= 5:  # enough long codes that an error message naming each would be large
+            lists.append((1, st.lists(_long_text(), min_size=5, max_size=max_codes)))
     return _weighted(*lists)
 
 
 @st.composite
 def _recognition_config(draw: Any, strategies: dict[str, st.SearchStrategy[Any]]) -> asr_pb2.RecognitionConfig:
-    """Each field valid about five times in six, else wild (so about a third are valid overall)."""
+    """Each field valid about five times in six, else wild (about a third of the configs are valid)."""
 
     def field_value(name: str) -> Any:
         wild = draw(st.integers(0, 5)) == 0
@@ -676,11 +681,11 @@ def cases(served: Served, knobs: Knobs = Knobs()) -> st.SearchStrategy[Case]:
             parts["huge"],
             st.lists(later, max_size=2),
         )
-        choices.append((2, huge))
+        choices.append((8, huge))
     if knobs.recognize:
         choices.append((140, parts["recognize"].map(lambda part: Case("recognize", (part,)))))
         if knobs.huge_max:
-            choices.append((2, parts["huge-recognize"].map(lambda part: Case("recognize", (part,)))))
+            choices.append((8, parts["huge-recognize"].map(lambda part: Case("recognize", (part,)))))
         if knobs.malformed:
             choices.append((40, parts["raw-recognize"].map(lambda part: Case("recognize", (part,)))))
     return _weighted(*choices)

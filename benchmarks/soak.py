@@ -548,8 +548,8 @@ def print_summary(result: dict[str, object]) -> None:
     server: dict = result["server_at_end"]  # type: ignore[assignment]
     print(
         f"streams: started {streams['started']}, completed {streams['completed']}, cancelled by us "
-        f"{streams['cancelled_by_us']}, reconnected by us {streams['reconnected_by_us']}, errors {streams['errors']} "
-        f"{streams['errors_by_code'] or ''}, lost {streams['lost']}"
+        f"{streams['cancelled_by_us']}, reconnected by us {streams['reconnected_by_us']}, errors {streams['errors']}"
+        f"{' ' + str(streams['errors_by_code']) if streams['errors_by_code'] else ''}, lost {streams['lost']}"
     )
     samples = memory["samples"]
     growth = memory["growth_percent"]
