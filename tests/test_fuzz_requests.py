@@ -23,11 +23,8 @@ from typing import Any
 import grpc
 import pytest
 from asr_harness import ServerThread, requires_espeak, synthesize
-
-# Skipped, not broken, where the dev extra's hypothesis is missing.
-pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, Phase, event, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import HealthCheck, Phase, event, given, settings
+from hypothesis import strategies as st
 
 pytestmark = requires_espeak
 
@@ -46,8 +43,8 @@ def _load_fuzz() -> ModuleType:
 fuzz = _load_fuzz()
 
 # The benchmark's input classes, smaller: messages up to 256 kB (the model is cheap, transfers
-# are not), and at most 3 mixed language codes in a list, since more multi-byte codes make an
-# error message over 1 KB (the known bug of the xfail test below).
+# are not), and at most 3 mixed language codes in a list (the test below covers long lists of
+# multi-byte codes).
 CI_KNOBS = fuzz.Knobs(huge_max=256 * 1024, max_codes=3)
 CHECK_EVERY = 50
 _calls = itertools.count(1)
@@ -143,13 +140,6 @@ def _streaming_config_case(language_codes: list[str]) -> Any:
     return fuzz.Case("stream", (fuzz.ConfigPart(config),))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server bug: unknown language codes are echoed up to 64 characters each, five of them "
-    "(server/api/errors.shown, validation.MAX_LISTED_CODES), and the final bound counts characters "
-    "(errors.bounded, 1000), not bytes, so codes of multi-byte characters give a message over 1 KB "
-    "(six codes of 100 '€': 1153 UTF-8 bytes)",
-)
 @settings(max_examples=10, derandomize=True, database=None, deadline=None, phases=[Phase.generate])
 @given(
     codes=st.lists(

@@ -10,6 +10,7 @@ import torch
 
 from server.model.tokenizer import Tokenizer, train_tokenizer
 from training.batching import Batch
+from training.fit import _extend_token_languages
 from training.multilingual_model import (
     _pruned_ffn,
     balanced_texts,
@@ -115,3 +116,22 @@ def test_a_new_cmm_model_learns_under_sampled_language_masks(tmp_path: Path) -> 
         losses.append(loss.item())
     assert losses[-1] < 0.7 * losses[0], losses
     assert model.encoder.experts[0].up.abs().sum() > 0, "the language experts train"
+
+
+def test_a_continued_model_gives_new_texts_tokens_to_their_languages(tmp_path: Path) -> None:
+    """fit --init-from / --resume on new data: a token the table did not give to a language yet, but
+    that language's new texts use, is added (else the output restriction would mask a target)."""
+    texts, languages = _corpus()
+    args = Namespace(
+        seed=0, vocab_size=60, name="cmm-test", whisper_encoder=None, d_model=32, num_layers=2, num_heads=2,
+        ffn_dim=64, chunk_size=4, left_chunks=2, right_context=1,
+    )  # fmt: skip
+    model = build_multilingual_model(args, texts, languages, tmp_path)
+    assert model.token_languages is not None and model.config.languages == ["en", "de", "fr"]
+    english_before = model.token_languages[:, 0].clone()
+    model.token_languages[:, 1] = False  # as if no German text had been seen when the table was made
+    german = [text for text, language in zip(texts, languages, strict=True) if language == "de"]
+    _extend_token_languages(model, german + ["hello"], ["de"] * len(german) + ["xx"])  # xx: not a model language
+    for text in german:
+        assert bool(model.token_languages[model.tokenizer.encode(text), 1].all())
+    assert torch.equal(model.token_languages[:, 0], english_before), "nothing is taken away"

@@ -17,7 +17,7 @@ from asr_harness import ServerThread, config, finals, fixed_chunks, requests, re
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from server.api.audio import MULAW_TABLE
-from server.api.errors import MAX_MESSAGE_CHARS
+from server.api.errors import MAX_MESSAGE_BYTES
 from server.api.server import ConnectionPolicy
 from server.engine.batch import BatchOutput
 
@@ -72,7 +72,7 @@ def test_echoed_values_are_bounded(
     pcm, rate = speech
     error = _error_of(stub.StreamingRecognize(requests(config(rate, **fields), [pcm[:3200]]), timeout=30))
     assert error.code() == INVALID, error.details()
-    assert len(error.details()) <= MAX_MESSAGE_CHARS
+    assert len(error.details().encode()) <= MAX_MESSAGE_BYTES
     for fragment in expected:
         assert fragment in error.details()
     _assert_serving(server, stub, speech)

@@ -1,4 +1,4 @@
-"""A Whisper-initialised encoder computes Whisper's encoder (without positions), and streams exactly."""
+"""A Whisper-initialised encoder computes Whisper's encoder (at 25 Hz), and streams exactly."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from server.model.encoder import ConformerEncoder
 from server.model.frontend import FbankStream, compute_fbank
 from training.whisper.init_encoder import WHISPER_FEATURES, load_whisper_weights, whisper_encoder_config
 
-DIMS = {"n_mels": 80, "d_model": 32, "num_heads": 4, "num_layers": 2, "ffn_dim": 64}
+DIMS = {"n_mels": 80, "d_model": 32, "num_heads": 4, "num_layers": 2, "ffn_dim": 64, "n_ctx": 24}
 
 
 def _whisper_tensors(seed: int = 0) -> dict[str, torch.Tensor]:
@@ -24,6 +24,7 @@ def _whisper_tensors(seed: int = 0) -> dict[str, torch.Tensor]:
         return torch.randn(*shape, generator=generator) * 0.2
 
     tensors = {"conv1.weight": rand(d, 80, 3), "conv1.bias": rand(d), "conv2.weight": rand(d, d, 3)}
+    tensors["positional_embedding"] = rand(DIMS["n_ctx"], d)
     tensors |= {"conv2.bias": rand(d), "final_norm.weight": 1 + rand(d), "final_norm.bias": rand(d)}
     for i in range(DIMS["num_layers"]):
         p = f"layers.{i}."
@@ -37,12 +38,15 @@ def _whisper_tensors(seed: int = 0) -> dict[str, torch.Tensor]:
 
 
 def _whisper_reference(t: dict[str, torch.Tensor], pool: torch.nn.Conv1d, mel: torch.Tensor) -> torch.Tensor:
-    """Whisper's encoder written out (unpadded convolutions, no positions), then the pair pooling."""
+    """Whisper's encoder written out (unpadded convolutions) at 25 Hz: the pair pooling of the stem
+    output plus Whisper's positions, pooled alike (wrapping around after n_ctx / 2 frames)."""
     d, heads = DIMS["d_model"], DIMS["num_heads"]
     h = F.gelu(F.conv1d(mel.transpose(1, 2), t["conv1.weight"], t["conv1.bias"]))
     h = F.gelu(F.conv1d(h, t["conv2.weight"], t["conv2.bias"], stride=2))
     h = pool(h).transpose(1, 2)
     batch, frames, _ = h.shape
+    pooled_positions = 0.5 * (t["positional_embedding"][0::2] + t["positional_embedding"][1::2])
+    h = h + pooled_positions[torch.arange(frames) % pooled_positions.shape[0]]
     for i in range(DIMS["num_layers"]):
         p = f"layers.{i}."
         y = F.layer_norm(h, (d,), t[p + "attn_norm.weight"], t[p + "attn_norm.bias"])

@@ -34,6 +34,7 @@ from training.multilingual_model import (
     feature_config,
     sample_language_weights,
     scratch_encoder_config,
+    token_language_table,
 )
 from training.objective import sample_mask, transducer_loss
 from training.schedule import learning_rate, training_batches
@@ -80,6 +81,8 @@ def _model_and_ctc_head(
         model = build_multilingual_model(args, train.texts, train.languages, exp_dir)
     else:
         model = build_new_model(args, train, exp_dir)
+    if (args.resume or args.init_from) and model.token_languages is not None:
+        _extend_token_languages(model, train.texts, train.languages)
     model.to(device).train()
     _freeze(model, args.freeze_encoder_layers)
     # A bundled model keeps its CTC head (to rescore finals); otherwise the head lives only here.
@@ -96,6 +99,20 @@ def _model_and_ctc_head(
             model.joiner.output.bias[model.tokenizer.blank_id] = args.blank_bias_init
             ctc_head.bias[model.tokenizer.blank_id] = args.blank_bias_init
     return model, ctc_head
+
+
+def _extend_token_languages(model: StreamingTransducer, texts: list[str], languages: list[str]) -> None:
+    """Add the tokens these training texts use to their languages' rows of a CMM model's table.
+
+    A model continued on new data (a later synthesis snapshot) may meet a token its table does
+    not give to the utterance's language; the output restriction would then mask a target.
+    """
+    assert model.token_languages is not None
+    order = model.config.languages
+    known = [(text, language) for text, language in zip(texts, languages, strict=True) if language in order]
+    if known:
+        table = token_language_table(model.tokenizer, [t for t, _ in known], [lang for _, lang in known], order)
+        model.token_languages |= table.to(model.token_languages.device)
 
 
 def _freeze(model: StreamingTransducer, num_layers: int) -> None:

@@ -19,7 +19,7 @@ class RequestError(Exception):
 # gRPC sends the status message as metadata (16 KB hard limit per call): a message that echoes
 # a client's 20 KB string would reach the client as RESOURCE_EXHAUSTED instead of its own code.
 MAX_ECHO_CHARS = 64
-MAX_MESSAGE_CHARS = 1000
+MAX_MESSAGE_BYTES = 1000
 
 
 def shown(value: str, limit: int = MAX_ECHO_CHARS) -> str:
@@ -29,9 +29,13 @@ def shown(value: str, limit: int = MAX_ECHO_CHARS) -> str:
     return f"{value[:limit]!r}... ({len(value)} characters)"
 
 
-def bounded(message: str, limit: int = MAX_MESSAGE_CHARS) -> str:
-    """``message`` cut to ``limit`` characters: the last guard before a status goes out."""
-    return message if len(message) <= limit else message[: limit - 3] + "..."
+def bounded(message: str, limit: int = MAX_MESSAGE_BYTES) -> str:
+    """``message`` cut to ``limit`` bytes of UTF-8 (what goes on the wire): the last guard before a
+    status goes out."""
+    encoded = message.encode()
+    if len(encoded) <= limit:
+        return message
+    return encoded[: limit - 3].decode(errors="ignore") + "..."
 
 
 def invalid_argument(message: str) -> RequestError:

@@ -60,6 +60,11 @@ class EncoderConfig(_Strict):
     # Hidden size of each block's first (macaron) half-step FFN; None: ffn_dim. A Whisper-initialised
     # encoder has Whisper's FFN as the second one and a small new first one, to stay in the FLOP budget.
     macaron_ffn_dim: int | None = None
+    # Length of a table of absolute position embeddings added to the stem output, indexed by the
+    # encoder frame's index in the stream modulo the length; 0: none. A Whisper-initialised encoder
+    # keeps Whisper's sinusoids (pooled to 25 Hz: 750 frames, 30 s): its frozen blocks lose most of
+    # what they know without them (decision 0018).
+    absolute_positions: int = Field(0, ge=0)
 
     @model_validator(mode="after")
     def _check(self) -> EncoderConfig:

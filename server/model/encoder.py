@@ -43,9 +43,11 @@ def chunk_attention_mask(
 class ConformerEncoder(nn.Module):
     """Global CMVN -> 4x conv subsampling -> Conformer blocks."""
 
-    # Registered buffers (global CMVN statistics, set by training), declared for the type checker.
+    # Registered buffers (global CMVN statistics, set by training; absolute positions, if any),
+    # declared for the type checker.
     feature_mean: Tensor
     feature_std: Tensor
+    position_table: Tensor | None
 
     def __init__(self, config: EncoderConfig, features: FeatureConfig, num_languages: int = 1) -> None:
         super().__init__()
@@ -72,6 +74,8 @@ class ConformerEncoder(nn.Module):
             for _ in range(config.num_layers)
         )
         self.output_norm = nn.LayerNorm(config.d_model)
+        table = torch.zeros(config.absolute_positions, config.d_model) if config.absolute_positions else None
+        self.register_buffer("position_table", table)  # None registers nothing to save
         self.num_languages = num_languages
         self.experts = (
             nn.ModuleList(
@@ -106,13 +110,20 @@ class ConformerEncoder(nn.Module):
         """Fbank frames the window advances after a full chunk."""
         return SUBSAMPLING_FACTOR * self.config.chunk_size
 
-    def _embed(self, features: Tensor) -> Tensor:
+    def _embed(self, features: Tensor, first_frame: Tensor | None = None) -> Tensor:
+        """features (B, T, F) -> stem output (B, T', D); ``first_frame`` (B,) is the stream index of
+        each row's first output frame (None: 0), for the absolute positions if the encoder has them."""
+        embedded = self.subsampling((features - self.feature_mean) / self.feature_std)
+        if self.position_table is not None:
+            index = torch.arange(embedded.shape[1], device=embedded.device)[None, :]
+            if first_frame is not None:
+                index = index + first_frame[:, None]
+            embedded = embedded + self.position_table[index % self.position_table.shape[0]]
+        if self.config.frontend == "whisper":
+            return self.dropout(embedded)  # Whisper's stem output is what its blocks were trained on
         # x sqrt(d_model) as in the Transformer/Conformer front ends: without it the acoustic
         # input is small next to what the attention modules add to the residual stream, and
         # a deep encoder collapses to a constant output early in training (observed here).
-        embedded = self.subsampling((features - self.feature_mean) / self.feature_std)
-        if self.config.frontend == "whisper":
-            return self.dropout(embedded)  # Whisper's stem output is what its blocks were trained on
         return self.dropout(embedded * math.sqrt(self.config.d_model))
 
     # -- whole utterance ------------------------------------------------------------------
@@ -188,7 +199,7 @@ class ConformerEncoder(nn.Module):
         """
         c = self.config
         chunk, right, cache = c.chunk_size, c.right_context, self.cache_frames
-        x = self._embed(features)  # (B, C + R, D)
+        x = self._embed(features, chunks_done * self.config.chunk_size)  # (B, C + R, D)
         batch, device = x.shape[0], x.device
         valid = Subsampling.output_length(num_feature_frames).clamp(max=chunk + right)
         cached = (chunks_done * chunk).clamp(max=cache)

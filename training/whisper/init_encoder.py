@@ -2,9 +2,12 @@
 
 Each Whisper block (pre-norm self-attention, then pre-norm FFN with GELU) maps onto a Conformer
 block whose other parts start silent, so the initial encoder computes Whisper's function except
-for positions:
+for the frame rate:
+- positions: Whisper's absolute sinusoids, each pair averaged (the stem pools pairs of frames),
+  indexed by the frame's index in the stream modulo 750 (30 s); a linear probe of the frozen
+  blocks without them is hardly better than chance (decision 0018);
 - self-attention: Whisper's norm and q/k/v/out projections; the relative-position keys start at
-  zero, and Whisper's absolute sinusoids are dropped (streaming needs relative positions);
+  zero;
 - second (half-step) FFN: Whisper's FFN with its output layer doubled, since the block adds half;
 - first (macaron) FFN and convolution module: their output layers start at zero, so they add
   nothing until training gives them something to do;
@@ -44,6 +47,7 @@ def whisper_encoder_config(dims: dict[str, int], **overrides: object) -> Encoder
         "left_chunks": 8,
         "right_context": 2,
         "max_relative_distance": 64,
+        "absolute_positions": dims["n_ctx"] // 2 if "n_ctx" in dims else 0,
         **overrides,
     }
     return EncoderConfig.model_validate(settings)
@@ -88,6 +92,10 @@ def whisper_state(encoder: ConformerEncoder, tensors: dict[str, torch.Tensor]) -
             ours + "conv.pointwise_out.bias",
         ):
             state[silent] = torch.zeros_like(current[silent])
+    if encoder.position_table is not None:
+        # Whisper's 50-Hz sinusoids, each pair averaged as the stem's pooling averages its frames.
+        positions = tensors["positional_embedding"]
+        state["position_table"] = 0.5 * (positions[0::2] + positions[1::2])[: encoder.position_table.shape[0]]
     state["output_norm.weight"] = tensors["final_norm.weight"]
     state["output_norm.bias"] = tensors["final_norm.bias"]
     state["feature_mean"] = torch.zeros_like(current["feature_mean"])
