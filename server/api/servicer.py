@@ -15,7 +15,7 @@ from server.api.admission import Admission
 from server.api.audio import BYTES_PER_SAMPLE, AudioDecoder, AudioFormatError
 from server.api.convert import duration_ms, model_info, update_to_proto
 from server.api.errors import RequestError, bounded, count_error, invalid_argument
-from server.api.validation import ValidatedConfig, validate_config
+from server.api.validation import ValidatedConfig, check_streaming_options, validate_config
 from server.engine.errors import EngineError
 from server.engine.registry import ModelRegistry
 from server.engine.session import StreamSession
@@ -82,6 +82,7 @@ class RecognizerServicer(asr_pb2_grpc.RecognizerServicer):
                 )
             streaming_config = first.streaming_config
             validated = validate_config(streaming_config.config, self.registry, streaming_config.interim_results)
+            check_streaming_options(streaming_config)
             session = resources.session = self._open_session(validated)
             decoder = resources.decoder = _decoder(validated)
             resources.reader = asyncio.create_task(_pump_audio(request_iterator, decoder, session, self.idle_timeout_s))

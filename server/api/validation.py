@@ -48,6 +48,7 @@ def validate_config(
         raise invalid_argument(
             f"unknown model {shown(config.model)}; this server serves: {', '.join(sorted(registry.engines))}"
         )
+    _reject_unimplemented(config)
     audio = _audio_format(config)
     model_config = engine.model.config
     languages = _languages(list(config.language_codes), list(model_config.languages), engine.name)
@@ -121,3 +122,29 @@ def _languages(requested: list[str], supported: list[str], model_name: str) -> l
             f"model {model_name!r} does not support language(s) {listed}; it supports: {', '.join(supported)}"
         )
     return chosen
+
+
+def _reject_unimplemented(config: asr_pb2.RecognitionConfig) -> None:
+    """Options of asr.v1 this server does not implement yet: refused, never silently ignored."""
+    unimplemented = {
+        "max_alternatives above 1": config.max_alternatives > 1,
+        "enable_word_confidence": config.enable_word_confidence,
+        "speech_contexts": len(config.speech_contexts) > 0,
+        "separate_recognition_per_channel": config.separate_recognition_per_channel,
+    }
+    _refuse([name for name, asked in unimplemented.items() if asked])
+
+
+def check_streaming_options(streaming_config: asr_pb2.StreamingRecognitionConfig) -> None:
+    """The streaming-only options (``StreamingRecognitionConfig``) this server does not implement yet."""
+    unimplemented = {
+        "single_utterance": streaming_config.single_utterance,
+        "enable_voice_activity_events": streaming_config.enable_voice_activity_events,
+        "voice_activity_timeout": streaming_config.HasField("voice_activity_timeout"),
+    }
+    _refuse([name for name, asked in unimplemented.items() if asked])
+
+
+def _refuse(names: list[str]) -> None:
+    if names:
+        raise invalid_argument(f"not supported by this server yet: {', '.join(names)}")

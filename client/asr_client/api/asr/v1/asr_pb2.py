@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x61sr_client/api/asr/v1/asr.proto\x12\x06\x61sr.v1\x1a\x1egoogle/protobuf/duration.proto\"J\n\x11\x45ndpointingConfig\x12\x1b\n\x13trailing_silence_ms\x18\x01 \x01(\r\x12\x18\n\x10max_utterance_ms\x18\x02 \x01(\r\"\xb7\x02\n\x11RecognitionConfig\x12\r\n\x05model\x18\x01 \x01(\t\x12\'\n\x08\x65ncoding\x18\x02 \x01(\x0e\x32\x15.asr.v1.AudioEncoding\x12\x19\n\x11sample_rate_hertz\x18\x03 \x01(\x05\x12\x1b\n\x13\x61udio_channel_count\x18\x04 \x01(\x05\x12\x1d\n\x10selected_channel\x18\x05 \x01(\rH\x00\x88\x01\x01\x12 \n\x18\x65nable_word_time_offsets\x18\x06 \x01(\x08\x12.\n\x0b\x65ndpointing\x18\x07 \x01(\x0b\x32\x19.asr.v1.EndpointingConfig\x12\x16\n\x0elanguage_codes\x18\x08 \x03(\t\x12\x14\n\x0cmulti_talker\x18\t \x01(\x08\x42\x13\n\x11_selected_channel\"`\n\x1aStreamingRecognitionConfig\x12)\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x19.asr.v1.RecognitionConfig\x12\x17\n\x0finterim_results\x18\x02 \x01(\x08\"\x89\x01\n\x19StreamingRecognizeRequest\x12>\n\x10streaming_config\x18\x01 \x01(\x0b\x32\".asr.v1.StreamingRecognitionConfigH\x00\x12\x17\n\raudio_content\x18\x02 \x01(\x0cH\x00\x42\x13\n\x11streaming_request\"t\n\x08WordInfo\x12\x0c\n\x04word\x18\x01 \x01(\t\x12-\n\nstart_time\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"S\n\x1cSpeechRecognitionAlternative\x12\x12\n\ntranscript\x18\x01 \x01(\t\x12\x1f\n\x05words\x18\x02 \x03(\x0b\x32\x10.asr.v1.WordInfo\"\x87\x02\n\x1aStreamingRecognitionResult\x12:\n\x0c\x61lternatives\x18\x01 \x03(\x0b\x32$.asr.v1.SpeechRecognitionAlternative\x12\x10\n\x08is_final\x18\x02 \x01(\x08\x12\x17\n\x0futterance_index\x18\x03 \x01(\r\x12-\n\nstart_time\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\x08\x65nd_time\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0f\n\x07\x63hannel\x18\x06 \x01(\r\x12\x15\n\rlanguage_code\x18\x07 \x01(\t\"\x85\x01\n\x1aStreamingRecognizeResponse\x12\x33\n\x07results\x18\x01 \x03(\x0b\x32\".asr.v1.StreamingRecognitionResult\x12\x32\n\x0f\x61udio_processed\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"T\n\x10RecognizeRequest\x12)\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x19.asr.v1.RecognitionConfig\x12\x15\n\raudio_content\x18\x02 \x01(\x0c\"|\n\x11RecognizeResponse\x12\x33\n\x07results\x18\x01 \x03(\x0b\x32\".asr.v1.StreamingRecognitionResult\x12\x32\n\x0f\x61udio_processed\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x13\n\x11ListModelsRequest\"\xaf\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tlanguages\x18\x02 \x03(\t\x12\x19\n\x11sample_rate_hertz\x18\x03 \x01(\x05\x12\x14\n\x0cmulti_talker\x18\x04 \x01(\x08\x12\x10\n\x08\x63hunk_ms\x18\x05 \x01(\r\x12\x12\n\nlatency_ms\x18\x06 \x01(\r\x12\x16\n\x0enum_parameters\x18\x07 \x01(\x04\x12\x12\n\nis_default\x18\x08 \x01(\x08\"7\n\x12ListModelsResponse\x12!\n\x06models\x18\x01 \x03(\x0b\x32\x11.asr.v1.ModelInfo*L\n\rAudioEncoding\x12\x18\n\x14\x45NCODING_UNSPECIFIED\x10\x00\x12\x0c\n\x08LINEAR16\x10\x01\x12\t\n\x05MULAW\x10\x02\x12\x08\n\x04\x41LAW\x10\x03\x32\xf4\x01\n\nRecognizer\x12_\n\x12StreamingRecognize\x12!.asr.v1.StreamingRecognizeRequest\x1a\".asr.v1.StreamingRecognizeResponse(\x01\x30\x01\x12@\n\tRecognize\x12\x18.asr.v1.RecognizeRequest\x1a\x19.asr.v1.RecognizeResponse\x12\x43\n\nListModels\x12\x19.asr.v1.ListModelsRequest\x1a\x1a.asr.v1.ListModelsResponseB8\n\x12\x63om.example.asr.v1P\x01Z example.com/asr/api/asr/v1;asrv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x61sr_client/api/asr/v1/asr.proto\x12\x06\x61sr.v1\x1a\x1egoogle/protobuf/duration.proto\"/\n\rSpeechContext\x12\x0f\n\x07phrases\x18\x01 \x03(\t\x12\r\n\x05\x62oost\x18\x02 \x01(\x02\"J\n\x11\x45ndpointingConfig\x12\x1b\n\x13trailing_silence_ms\x18\x01 \x01(\r\x12\x18\n\x10max_utterance_ms\x18\x02 \x01(\r\"\xcb\x03\n\x11RecognitionConfig\x12\r\n\x05model\x18\x01 \x01(\t\x12\'\n\x08\x65ncoding\x18\x02 \x01(\x0e\x32\x15.asr.v1.AudioEncoding\x12\x19\n\x11sample_rate_hertz\x18\x03 \x01(\x05\x12\x1b\n\x13\x61udio_channel_count\x18\x04 \x01(\x05\x12\x1d\n\x10selected_channel\x18\x05 \x01(\rH\x00\x88\x01\x01\x12 \n\x18\x65nable_word_time_offsets\x18\x06 \x01(\x08\x12.\n\x0b\x65ndpointing\x18\x07 \x01(\x0b\x32\x19.asr.v1.EndpointingConfig\x12\x16\n\x0elanguage_codes\x18\x08 \x03(\t\x12\x14\n\x0cmulti_talker\x18\t \x01(\x08\x12\x18\n\x10max_alternatives\x18\n \x01(\x05\x12\x1e\n\x16\x65nable_word_confidence\x18\x0b \x01(\x08\x12.\n\x0fspeech_contexts\x18\x0c \x03(\x0b\x32\x15.asr.v1.SpeechContext\x12(\n separate_recognition_per_channel\x18\r \x01(\x08\x42\x13\n\x11_selected_channel\"\x86\x01\n\x14VoiceActivityTimeout\x12\x37\n\x14speech_start_timeout\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x35\n\x12speech_end_timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xde\x01\n\x1aStreamingRecognitionConfig\x12)\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x19.asr.v1.RecognitionConfig\x12\x17\n\x0finterim_results\x18\x02 \x01(\x08\x12\x18\n\x10single_utterance\x18\x03 \x01(\x08\x12$\n\x1c\x65nable_voice_activity_events\x18\x04 \x01(\x08\x12<\n\x16voice_activity_timeout\x18\x05 \x01(\x0b\x32\x1c.asr.v1.VoiceActivityTimeout\"\x89\x01\n\x19StreamingRecognizeRequest\x12>\n\x10streaming_config\x18\x01 \x01(\x0b\x32\".asr.v1.StreamingRecognitionConfigH\x00\x12\x17\n\raudio_content\x18\x02 \x01(\x0cH\x00\x42\x13\n\x11streaming_request\"\x88\x01\n\x08WordInfo\x12\x0c\n\x04word\x18\x01 \x01(\t\x12-\n\nstart_time\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\nconfidence\x18\x04 \x01(\x02\"g\n\x1cSpeechRecognitionAlternative\x12\x12\n\ntranscript\x18\x01 \x01(\t\x12\x1f\n\x05words\x18\x02 \x03(\x0b\x32\x10.asr.v1.WordInfo\x12\x12\n\nconfidence\x18\x03 \x01(\x02\"\xb1\x02\n\x1aStreamingRecognitionResult\x12:\n\x0c\x61lternatives\x18\x01 \x03(\x0b\x32$.asr.v1.SpeechRecognitionAlternative\x12\x10\n\x08is_final\x18\x02 \x01(\x08\x12\x17\n\x0futterance_index\x18\x03 \x01(\r\x12-\n\nstart_time\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\x08\x65nd_time\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0f\n\x07\x63hannel\x18\x06 \x01(\r\x12\x15\n\rlanguage_code\x18\x07 \x01(\t\x12\x11\n\tstability\x18\x08 \x01(\x02\x12\x15\n\raudio_channel\x18\t \x01(\r\"\xef\x01\n\x1aStreamingRecognizeResponse\x12\x33\n\x07results\x18\x01 \x03(\x0b\x32\".asr.v1.StreamingRecognitionResult\x12\x32\n\x0f\x61udio_processed\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x32\n\x11speech_event_type\x18\x03 \x01(\x0e\x32\x17.asr.v1.SpeechEventType\x12\x34\n\x11speech_event_time\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"T\n\x10RecognizeRequest\x12)\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x19.asr.v1.RecognitionConfig\x12\x15\n\raudio_content\x18\x02 \x01(\x0c\"|\n\x11RecognizeResponse\x12\x33\n\x07results\x18\x01 \x03(\x0b\x32\".asr.v1.StreamingRecognitionResult\x12\x32\n\x0f\x61udio_processed\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x13\n\x11ListModelsRequest\"\xaf\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tlanguages\x18\x02 \x03(\t\x12\x19\n\x11sample_rate_hertz\x18\x03 \x01(\x05\x12\x14\n\x0cmulti_talker\x18\x04 \x01(\x08\x12\x10\n\x08\x63hunk_ms\x18\x05 \x01(\r\x12\x12\n\nlatency_ms\x18\x06 \x01(\r\x12\x16\n\x0enum_parameters\x18\x07 \x01(\x04\x12\x12\n\nis_default\x18\x08 \x01(\x08\"7\n\x12ListModelsResponse\x12!\n\x06models\x18\x01 \x03(\x0b\x32\x11.asr.v1.ModelInfo*d\n\rAudioEncoding\x12\x18\n\x14\x45NCODING_UNSPECIFIED\x10\x00\x12\x0c\n\x08LINEAR16\x10\x01\x12\t\n\x05MULAW\x10\x02\x12\x08\n\x04\x41LAW\x10\x03\x12\x08\n\x04\x46LAC\x10\x04\x12\x0c\n\x08OGG_OPUS\x10\x05*\x9d\x01\n\x0fSpeechEventType\x12\x1c\n\x18SPEECH_EVENT_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x45ND_OF_SINGLE_UTTERANCE\x10\x01\x12\x19\n\x15SPEECH_ACTIVITY_BEGIN\x10\x02\x12\x17\n\x13SPEECH_ACTIVITY_END\x10\x03\x12\x1b\n\x17SPEECH_ACTIVITY_TIMEOUT\x10\x04\x32\xf4\x01\n\nRecognizer\x12_\n\x12StreamingRecognize\x12!.asr.v1.StreamingRecognizeRequest\x1a\".asr.v1.StreamingRecognizeResponse(\x01\x30\x01\x12@\n\tRecognize\x12\x18.asr.v1.RecognizeRequest\x1a\x19.asr.v1.RecognizeResponse\x12\x43\n\nListModels\x12\x19.asr.v1.ListModelsRequest\x1a\x1a.asr.v1.ListModelsResponseB8\n\x12\x63om.example.asr.v1P\x01Z example.com/asr/api/asr/v1;asrv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,34 +33,40 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'asr_client.api.asr.v1.asr_p
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\022com.example.asr.v1P\001Z example.com/asr/api/asr/v1;asrv1'
-  _globals['_AUDIOENCODING']._serialized_start=1776
-  _globals['_AUDIOENCODING']._serialized_end=1852
-  _globals['_ENDPOINTINGCONFIG']._serialized_start=75
-  _globals['_ENDPOINTINGCONFIG']._serialized_end=149
-  _globals['_RECOGNITIONCONFIG']._serialized_start=152
-  _globals['_RECOGNITIONCONFIG']._serialized_end=463
-  _globals['_STREAMINGRECOGNITIONCONFIG']._serialized_start=465
-  _globals['_STREAMINGRECOGNITIONCONFIG']._serialized_end=561
-  _globals['_STREAMINGRECOGNIZEREQUEST']._serialized_start=564
-  _globals['_STREAMINGRECOGNIZEREQUEST']._serialized_end=701
-  _globals['_WORDINFO']._serialized_start=703
-  _globals['_WORDINFO']._serialized_end=819
-  _globals['_SPEECHRECOGNITIONALTERNATIVE']._serialized_start=821
-  _globals['_SPEECHRECOGNITIONALTERNATIVE']._serialized_end=904
-  _globals['_STREAMINGRECOGNITIONRESULT']._serialized_start=907
-  _globals['_STREAMINGRECOGNITIONRESULT']._serialized_end=1170
-  _globals['_STREAMINGRECOGNIZERESPONSE']._serialized_start=1173
-  _globals['_STREAMINGRECOGNIZERESPONSE']._serialized_end=1306
-  _globals['_RECOGNIZEREQUEST']._serialized_start=1308
-  _globals['_RECOGNIZEREQUEST']._serialized_end=1392
-  _globals['_RECOGNIZERESPONSE']._serialized_start=1394
-  _globals['_RECOGNIZERESPONSE']._serialized_end=1518
-  _globals['_LISTMODELSREQUEST']._serialized_start=1520
-  _globals['_LISTMODELSREQUEST']._serialized_end=1539
-  _globals['_MODELINFO']._serialized_start=1542
-  _globals['_MODELINFO']._serialized_end=1717
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1719
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1774
-  _globals['_RECOGNIZER']._serialized_start=1855
-  _globals['_RECOGNIZER']._serialized_end=2099
+  _globals['_AUDIOENCODING']._serialized_start=2426
+  _globals['_AUDIOENCODING']._serialized_end=2526
+  _globals['_SPEECHEVENTTYPE']._serialized_start=2529
+  _globals['_SPEECHEVENTTYPE']._serialized_end=2686
+  _globals['_SPEECHCONTEXT']._serialized_start=75
+  _globals['_SPEECHCONTEXT']._serialized_end=122
+  _globals['_ENDPOINTINGCONFIG']._serialized_start=124
+  _globals['_ENDPOINTINGCONFIG']._serialized_end=198
+  _globals['_RECOGNITIONCONFIG']._serialized_start=201
+  _globals['_RECOGNITIONCONFIG']._serialized_end=660
+  _globals['_VOICEACTIVITYTIMEOUT']._serialized_start=663
+  _globals['_VOICEACTIVITYTIMEOUT']._serialized_end=797
+  _globals['_STREAMINGRECOGNITIONCONFIG']._serialized_start=800
+  _globals['_STREAMINGRECOGNITIONCONFIG']._serialized_end=1022
+  _globals['_STREAMINGRECOGNIZEREQUEST']._serialized_start=1025
+  _globals['_STREAMINGRECOGNIZEREQUEST']._serialized_end=1162
+  _globals['_WORDINFO']._serialized_start=1165
+  _globals['_WORDINFO']._serialized_end=1301
+  _globals['_SPEECHRECOGNITIONALTERNATIVE']._serialized_start=1303
+  _globals['_SPEECHRECOGNITIONALTERNATIVE']._serialized_end=1406
+  _globals['_STREAMINGRECOGNITIONRESULT']._serialized_start=1409
+  _globals['_STREAMINGRECOGNITIONRESULT']._serialized_end=1714
+  _globals['_STREAMINGRECOGNIZERESPONSE']._serialized_start=1717
+  _globals['_STREAMINGRECOGNIZERESPONSE']._serialized_end=1956
+  _globals['_RECOGNIZEREQUEST']._serialized_start=1958
+  _globals['_RECOGNIZEREQUEST']._serialized_end=2042
+  _globals['_RECOGNIZERESPONSE']._serialized_start=2044
+  _globals['_RECOGNIZERESPONSE']._serialized_end=2168
+  _globals['_LISTMODELSREQUEST']._serialized_start=2170
+  _globals['_LISTMODELSREQUEST']._serialized_end=2189
+  _globals['_MODELINFO']._serialized_start=2192
+  _globals['_MODELINFO']._serialized_end=2367
+  _globals['_LISTMODELSRESPONSE']._serialized_start=2369
+  _globals['_LISTMODELSRESPONSE']._serialized_end=2424
+  _globals['_RECOGNIZER']._serialized_start=2689
+  _globals['_RECOGNIZER']._serialized_end=2933
 # @@protoc_insertion_point(module_scope)

@@ -66,9 +66,16 @@ class RecognizerServicer:
         INVALID_ARGUMENT    the first request is not a configuration; bad encoding, sample
         rate or channel settings; odd-length LINEAR16 chunk; unknown
         model; a language the model does not support; multi_talker on
-        a model without it. The message says what is accepted.
+        a model without it; a message that does not parse. The message
+        says what is accepted.
+        OUT_OF_RANGE        no message from the client for the server's idle timeout
+        (default 30 s): send audio as it is captured, silence too.
         RESOURCE_EXHAUSTED  the server is at its maximum number of concurrent streams.
         UNAVAILABLE         the server is draining (shutting down); retry elsewhere.
+        UNAUTHENTICATED     the server requires a token and the call has none or a wrong one
+        (metadata `authorization: Bearer <token>`).
+        INTERNAL            the model step of this stream failed or stalled; the server
+        serves on, open a new stream.
         DEADLINE_EXCEEDED   the call's deadline passed.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
