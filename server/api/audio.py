@@ -94,6 +94,12 @@ class AudioDecoder:
     def input_seconds(self) -> float:
         return self.input_frames / self.sample_rate
 
+    @property
+    def piece_bytes(self) -> int:
+        """How much of one message to decode at a time: 0.5 s of input audio, whole frames."""
+        frame_bytes = self.bytes_per_sample * self.channels
+        return max(frame_bytes, self.sample_rate // 2 * frame_bytes)
+
     def check_length(self, num_bytes: int) -> None:
         """Raise ``AudioFormatError`` unless a chunk of ``num_bytes`` holds whole samples."""
         if num_bytes % self.bytes_per_sample:

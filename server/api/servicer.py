@@ -13,6 +13,7 @@ from asr_client.api.asr.v1 import asr_pb2, asr_pb2_grpc
 
 from server.api.admission import Admission
 from server.api.audio import BYTES_PER_SAMPLE, AudioDecoder, AudioFormatError
+from server.api.containers import CONTAINER_FORMATS, ContainerDecoder, container_seconds
 from server.api.convert import duration_ms, model_info, update_to_proto
 from server.api.errors import RequestError, bounded, count_error, invalid_argument
 from server.api.validation import ValidatedConfig, check_streaming_options, validate_config
@@ -26,10 +27,6 @@ log = logging.getLogger(__name__)
 # Recognize (unary) limits, documented in asr.proto.
 MAX_RECOGNIZE_SECONDS = 60.0
 MAX_RECOGNIZE_MESSAGE_BYTES = 16 * 1024 * 1024
-# A message's audio goes into its stream in pieces of this much input audio, with the event loop
-# free in between and backpressure applied per piece: one 16 MiB message (35 min of 8-kHz MULAW)
-# neither stalls other streams nor becomes 35 minutes of features in memory at once.
-AUDIO_PIECE_SECONDS = 0.5
 
 
 @dataclass(eq=False)  # hashed by identity: the servicer keeps the open ones in a set
@@ -37,7 +34,7 @@ class _RequestResources:
     """What a call opened and must release, filled in as the call proceeds."""
 
     session: StreamSession | None = None
-    decoder: AudioDecoder | None = None
+    decoder: AudioDecoder | ContainerDecoder | None = None
     reader: asyncio.Task[None] | None = None
 
     def finish(self) -> None:
@@ -124,6 +121,8 @@ class RecognizerServicer(asr_pb2_grpc.RecognizerServicer):
             yield resources
         except RequestError as error:
             await _abort(context, error)
+        except AudioFormatError as error:  # Recognize's audio (a stream's goes through the session)
+            await _abort(context, invalid_argument(str(error)))
         except EngineError as error:  # logged where it happened (the scheduler)
             await _abort(context, RequestError(grpc.StatusCode.INTERNAL, str(error)))
         except asyncio.CancelledError:
@@ -175,8 +174,12 @@ def _first_request_kind(first: asr_pb2.StreamingRecognizeRequest | None) -> str:
 def _check_recognize_audio(data: bytes, validated: ValidatedConfig) -> None:
     """Recognize's limits: at most ``MAX_RECOGNIZE_SECONDS``, whole samples."""
     audio = validated.audio
-    sample_bytes = BYTES_PER_SAMPLE[audio.encoding]
-    seconds = len(data) / (sample_bytes * audio.channels * audio.sample_rate)
+    if audio.encoding in CONTAINER_FORMATS:
+        seconds = container_seconds(data, audio.encoding)
+        sample_bytes = 1
+    else:
+        sample_bytes = BYTES_PER_SAMPLE[audio.encoding]
+        seconds = len(data) / (sample_bytes * audio.channels * audio.sample_rate)
     if seconds > MAX_RECOGNIZE_SECONDS:
         raise invalid_argument(
             f"Recognize accepts at most {MAX_RECOGNIZE_SECONDS:g} s of audio; got {seconds:.1f} s "
@@ -188,12 +191,13 @@ def _check_recognize_audio(data: bytes, validated: ValidatedConfig) -> None:
         )
 
 
-async def _feed(data: bytes, decoder: AudioDecoder, session: StreamSession) -> None:
-    """One message's audio into the session, ``AUDIO_PIECE_SECONDS`` at a time, waiting for the
-    model between pieces while the stream's backlog is full (``StreamSession.wait_for_capacity``)."""
+async def _feed(data: bytes, decoder: AudioDecoder | ContainerDecoder, session: StreamSession) -> None:
+    """One message's audio into the session a piece at a time (``decoder.piece_bytes``: 0.5 s of raw
+    audio), with the event loop free in between, waiting for the model between pieces while the
+    stream's backlog is full (``StreamSession.wait_for_capacity``): one 16 MiB message (35 min of
+    8-kHz MULAW) neither stalls other streams nor becomes 35 minutes of features in memory at once."""
     decoder.check_length(len(data))
-    frame_bytes = decoder.bytes_per_sample * decoder.channels
-    piece = max(frame_bytes, int(decoder.sample_rate * AUDIO_PIECE_SECONDS) * frame_bytes)
+    piece = decoder.piece_bytes
     view = memoryview(data)
     for start in range(0, len(data), piece):
         session.accept_audio(decoder.accept(bytes(view[start : start + piece])))
@@ -219,20 +223,16 @@ async def _next_request(
         ) from None
 
 
-def _decoder(validated: ValidatedConfig) -> AudioDecoder:
-    audio = validated.audio
-    return AudioDecoder(
-        audio.encoding,
-        audio.sample_rate,
-        audio.channels,
-        audio.selected_channel,
-        validated.engine.model.config.sample_rate,
-    )
+def _decoder(validated: ValidatedConfig) -> AudioDecoder | ContainerDecoder:
+    audio, target_rate = validated.audio, validated.engine.model.config.sample_rate
+    if audio.encoding in CONTAINER_FORMATS:
+        return ContainerDecoder(audio.encoding, audio.sample_rate, audio.selected_channel, target_rate)
+    return AudioDecoder(audio.encoding, audio.sample_rate, audio.channels, audio.selected_channel, target_rate)
 
 
 async def _pump_audio(
     requests: AsyncIterator[asr_pb2.StreamingRecognizeRequest],
-    decoder: AudioDecoder,
+    decoder: AudioDecoder | ContainerDecoder,
     session: StreamSession,
     idle_timeout_s: float,
 ) -> None:

@@ -12,6 +12,7 @@ import numpy as np
 from asr_client.api.asr.v1 import asr_pb2
 
 from server.api.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+from server.api.containers import CONTAINER_FORMATS
 from server.api.errors import invalid_argument, shown
 from server.engine.decoder import StreamOptions
 from server.engine.endpoint import DEFAULT_MAX_UTTERANCE_MS, DEFAULT_TRAILING_SILENCE_MS, EndpointConfig
@@ -21,7 +22,8 @@ from server.engine.registry import ModelRegistry
 MAX_CHANNELS = 8
 # Unknown language codes named in an error (the rest are counted): the message stays small.
 MAX_LISTED_CODES = 5
-ENCODING_NAMES = ("LINEAR16", "MULAW", "ALAW")
+SUPPORTED_ENCODINGS = (asr_pb2.LINEAR16, asr_pb2.MULAW, asr_pb2.ALAW, asr_pb2.FLAC, asr_pb2.OGG_OPUS)
+ENCODING_NAMES = ("LINEAR16", "MULAW", "ALAW", "FLAC", "OGG_OPUS")
 
 
 @dataclass(frozen=True)
@@ -79,21 +81,26 @@ def validate_config(
 
 
 def _audio_format(config: asr_pb2.RecognitionConfig) -> AudioFormat:
-    if config.encoding not in (asr_pb2.ENCODING_UNSPECIFIED, asr_pb2.LINEAR16, asr_pb2.MULAW, asr_pb2.ALAW):
+    encoding = config.encoding or asr_pb2.LINEAR16
+    if encoding not in SUPPORTED_ENCODINGS:
         raise invalid_argument(f"unsupported encoding {config.encoding}; supported: {', '.join(ENCODING_NAMES)}")
+    container = encoding in CONTAINER_FORMATS  # the stream's header gives its rate and channels
     rate = config.sample_rate_hertz
-    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
-        raise invalid_argument(f"sample_rate_hertz must be between {MIN_SAMPLE_RATE} and {MAX_SAMPLE_RATE}; got {rate}")
+    if not (container and rate == 0) and not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        header = " (or 0: the header's)" if container else ""
+        raise invalid_argument(
+            f"sample_rate_hertz must be between {MIN_SAMPLE_RATE} and {MAX_SAMPLE_RATE}{header}; got {rate}"
+        )
     channels = config.audio_channel_count or 1
     if not 1 <= channels <= MAX_CHANNELS:
         raise invalid_argument(f"audio_channel_count must be between 1 and {MAX_CHANNELS}; got {channels}")
     selected = config.selected_channel if config.HasField("selected_channel") else None
-    if selected is not None and selected >= channels:
+    if selected is not None and selected >= channels and not container:
         raise invalid_argument(
             f"selected_channel {selected} does not exist in audio with {channels} channel(s) "
             f"(valid: 0 to {channels - 1})"
         )
-    return AudioFormat(config.encoding or asr_pb2.LINEAR16, rate, channels, selected)
+    return AudioFormat(encoding, rate, channels, selected)
 
 
 def _languages(requested: list[str], supported: list[str], model_name: str) -> list[str]:
