@@ -39,9 +39,9 @@ What is measured, per N:
 * server figures, from the Prometheus endpoint, as differences of the counters scraped
   before and after the N streams ran (so earlier N do not leak in): mean of
   ``asr_batch_size`` (streams per model step), mean of ``asr_step_seconds``, the server's
-  own mean partial latency and queue wait, ``asr_real_time_factor`` (the gauge, smoothed
-  over recent steps, read at the end) and the step-time RTF over the whole run
-  (sum of step seconds over ``asr_audio_seconds_total``).
+  own mean partial latency and queue wait, and the step-time RTF over the whole run
+  (sum of step seconds over ``asr_audio_seconds_total``, what the recording rule
+  ``instance_model:asr_real_time_factor:ratio_rate1m`` computes per minute).
 * server CPU: user plus system CPU seconds of the server process (psutil when installed,
   else /proc/PID/stat) over the run, per second of audio streamed (summed over streams):
   the CPU cost of one real-time stream, in cores, which should fall as batches grow. With
@@ -471,7 +471,6 @@ async def run_level(
             "step_seconds_mean": histogram_mean(before, after, "asr_step_seconds"),
             "queue_wait_seconds_mean": histogram_mean(before, after, "asr_queue_wait_seconds"),
             "partial_latency_seconds_mean": histogram_mean(before, after, "asr_partial_latency_seconds"),
-            "real_time_factor_gauge": after.get("asr_real_time_factor"),
             "real_time_factor_run": step_sum / model_audio if model_audio > 0 else None,
             "audio_seconds_through_model": model_audio,
         }
@@ -502,7 +501,7 @@ def print_table(runs: list[dict[str, object]], title: str) -> None:
     )
     for column in (
         "N", "done", "audio s", "lat mean", "lat p50", "lat p95", "lat n", "final mean", "final p95",
-        "batch", "step ms", "RTF gauge", "RTF run", "CPU/audio s", "cores",
+        "batch", "step ms", "RTF run", "CPU/audio s", "cores",
     ):  # fmt: skip
         table.add_column(column, justify="right")
     for run in runs:
@@ -521,7 +520,6 @@ def print_table(runs: list[dict[str, object]], title: str) -> None:
             _ms(final["p95_s"]),
             _num(server.get("batch_size_mean")),
             _num(None if server.get("step_seconds_mean") is None else server["step_seconds_mean"] * 1000, 1),
-            _num(server.get("real_time_factor_gauge"), 3),
             _num(server.get("real_time_factor_run"), 3),
             _num(run["server_cpu_seconds_per_audio_second"], 3),
             _num(run["server_cpu_cores_busy"]),

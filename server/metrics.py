@@ -2,15 +2,31 @@
 
 The metric objects live in the process-wide default registry (created once at import), so
 several servers in one process (tests) share them rather than failing to re-register.
+
+Label values are bounded: ``model`` is a served model's name (or ``NO_MODEL`` / ``UNKNOWN_MODEL``),
+``method`` a method of the service, ``code`` a gRPC status code; never a string a client sent.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
+import platform
 
+import prometheus_client
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 log = logging.getLogger(__name__)
+
+# The `_created` series double every counter and histogram for a timestamp that `rate()`
+# never needs; without them a scrape is about half the size.
+prometheus_client.disable_created_metrics()
+
+# The `model` label of an error before the request named a model (malformed message, no
+# configuration first, authentication), and of one that named a model this server lacks.
+NO_MODEL = ""
+UNKNOWN_MODEL = "unknown"
+UNKNOWN_METHOD = "unknown"
 
 ACTIVE_STREAMS = Gauge("asr_active_streams", "Recognition streams in progress.", ["model"])
 STREAMS_TOTAL = Counter("asr_streams_total", "Recognition streams accepted (streaming and unary).", ["model"])
@@ -28,39 +44,59 @@ QUEUE_WAIT = Histogram(
 )
 STEP_SECONDS = Histogram(
     "asr_step_seconds",
-    "Duration of one batched model step (encoder chunk plus greedy decoding).",
+    "Duration of one batched model step (encoder chunk plus search).",
     ["model"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
 AUDIO_SECONDS = Counter("asr_audio_seconds_total", "Seconds of audio recognised.", ["model"])
-REAL_TIME_FACTOR = Gauge(
-    "asr_real_time_factor",
-    "Model step time per second of audio, smoothed over recent steps (below 1 is faster than real time).",
-    ["model"],
-)
 PARTIAL_LATENCY = Histogram(
     "asr_partial_latency_seconds",
     "Time from receiving the audio that completed a model step to sending the result it produced.",
     ["model"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
-ERRORS = Counter("asr_errors_total", "Requests ended with an error, by gRPC status code.", ["code"])
+# Includes the endpointer's trailing silence (800 ms by default): the buckets centre on it.
+FINAL_LATENCY = Histogram(
+    "asr_final_latency_seconds",
+    "Time from receiving the audio at a final result's end (the end of speech) to sending the final.",
+    ["model"],
+    buckets=(0.1, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0),
+)
+ERRORS = Counter(
+    "asr_errors_total",
+    "Requests ended with an error, by gRPC status code, model and method (client cancellations excluded).",
+    ["code", "model", "method"],
+)
+CANCELLATIONS = Counter(
+    "asr_cancellations_total",
+    "Requests the client cancelled (or whose connection broke) before they ended.",
+    ["model", "method"],
+)
+BUILD_INFO = Gauge(
+    "asr_build_info",
+    "Always 1; the labels say which server build runs (its version, Python's and torch's).",
+    ["version", "python", "torch"],
+)
 
 
-class RtfTracker:
-    """Exponentially smoothed real-time factor of one model, published to the gauge."""
+def _distribution_version(name: str) -> str:
+    """The installed version of distribution ``name``; "unknown" when it is not installed."""
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
-    def __init__(self, model: str, smoothing: float = 0.1) -> None:
-        self._gauge = REAL_TIME_FACTOR.labels(model=model)
-        self._smoothing = smoothing
-        self._value: float | None = None
 
-    def observe(self, step_seconds: float, audio_seconds: float) -> None:
-        if audio_seconds <= 0:
-            return
-        rtf = step_seconds / audio_seconds
-        self._value = rtf if self._value is None else self._value + self._smoothing * (rtf - self._value)
-        self._gauge.set(self._value)
+def _publish_build_info() -> None:
+    # Read from package metadata, so that importing the metrics does not import torch.
+    BUILD_INFO.labels(
+        version=_distribution_version("streaming-asr"),
+        python=platform.python_version(),
+        torch=_distribution_version("torch"),
+    ).set(1)
+
+
+_publish_build_info()
 
 
 def serve_metrics(host: str, port: int) -> int | None:

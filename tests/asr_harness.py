@@ -112,8 +112,10 @@ class ServerThread:
         beam_size: int | None = None,
         connections: ConnectionPolicy | None = None,
         step_timeout_s: float = 10.0,
+        server_options: dict[str, Any] | None = None,
     ) -> None:
         self.step_timeout_s = step_timeout_s
+        self.server_options = server_options or {}  # more AsrServer keywords: tls, tokens, health_port
         self.model_dirs = model_dirs
         self.connections = connections
         self.beam_size = beam_size
@@ -162,6 +164,7 @@ class ServerThread:
                 max_streams=self.max_streams,
                 drain_timeout_s=self.drain_timeout_s,
                 connections=self.connections,
+                **self.server_options,
             )
             return await self.server.start()
 
@@ -191,3 +194,17 @@ class ServerThread:
 
 def channel_to(server: ServerThread) -> grpc.Channel:
     return grpc.insecure_channel(server.target)
+
+
+# -- metrics -------------------------------------------------------------------------------------
+def metric_total(name: str, **labels: str) -> float:
+    """Sum of the samples ``name`` in the process's Prometheus registry whose labels include
+    ``labels`` (the servers of ``ServerThread`` record there), 0 when there are none."""
+    from prometheus_client import REGISTRY
+
+    return sum(
+        sample.value
+        for family in REGISTRY.collect()
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    )

@@ -15,12 +15,12 @@ from asr_harness import (
     config,
     finals,
     fixed_chunks,
+    metric_total,
     requests,
     requires_espeak,
     stream,
     synthesize,
 )
-from prometheus_client import REGISTRY
 from random_model import save_random_model
 
 pytestmark = requires_espeak
@@ -146,13 +146,13 @@ def test_bad_stream_is_rejected_and_server_carries_on(
     server: ServerThread, stub: asr_pb2_grpc.RecognizerStub, speech: tuple[bytes, int], factory, fragments
 ) -> None:
     pcm, rate = speech
-    before = REGISTRY.get_sample_value("asr_errors_total", {"code": "INVALID_ARGUMENT"}) or 0
+    before = metric_total("asr_errors_total", code="INVALID_ARGUMENT")
     with pytest.raises(grpc.RpcError) as error:
         list(stub.StreamingRecognize(factory(rate, pcm), timeout=30))
     assert error.value.code() == INVALID, error.value.details()
     for fragment in fragments:
         assert fragment in error.value.details()
-    assert REGISTRY.get_sample_value("asr_errors_total", {"code": "INVALID_ARGUMENT"}) == before + 1
+    assert metric_total("asr_errors_total", code="INVALID_ARGUMENT") == before + 1
     _assert_server_healthy(server, stub, speech)
 
 
@@ -260,7 +260,7 @@ def test_deadline_is_honoured(
     server: ServerThread, stub: asr_pb2_grpc.RecognizerStub, speech: tuple[bytes, int]
 ) -> None:
     pcm, rate = speech
-    before = REGISTRY.get_sample_value("asr_errors_total", {"code": "DEADLINE_EXCEEDED"}) or 0
+    before = metric_total("asr_errors_total", code="DEADLINE_EXCEEDED")
     held = HeldStream(stub, rate, pcm, timeout=0.5)
     started = time.monotonic()
     with pytest.raises(grpc.RpcError) as error:
@@ -269,7 +269,5 @@ def test_deadline_is_honoured(
     assert error.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert time.monotonic() - started < 3
     assert _wait_until(lambda: server.active_streams() == 0, timeout=2.0)
-    assert _wait_until(
-        lambda: REGISTRY.get_sample_value("asr_errors_total", {"code": "DEADLINE_EXCEEDED"}) == before + 1
-    )
+    assert _wait_until(lambda: metric_total("asr_errors_total", code="DEADLINE_EXCEEDED") == before + 1)
     _assert_server_healthy(server, stub, speech)

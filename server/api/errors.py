@@ -42,6 +42,15 @@ def invalid_argument(message: str) -> RequestError:
     return RequestError(grpc.StatusCode.INVALID_ARGUMENT, message)
 
 
-def count_error(code: grpc.StatusCode) -> None:
-    """Count a request that ended with ``code`` in ``asr_errors_total``."""
-    metrics.ERRORS.labels(code=code.name).inc()
+def count_error(code: grpc.StatusCode, *, model: str = metrics.NO_MODEL, method: str = metrics.UNKNOWN_METHOD) -> None:
+    """Count a request of ``method`` on ``model`` that ended with ``code``.
+
+    ``model`` is a served model's name, ``metrics.NO_MODEL`` or ``metrics.UNKNOWN_MODEL``, never
+    the name a client sent. ``CANCELLED`` goes to ``asr_cancellations_total`` instead: the client
+    chose to end the call (or its connection broke), which says nothing about the server's
+    health, and an error-rate alert must not fire on it.
+    """
+    if code == grpc.StatusCode.CANCELLED:
+        metrics.CANCELLATIONS.labels(model=model, method=method).inc()
+    else:
+        metrics.ERRORS.labels(code=code.name, model=model, method=method).inc()

@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
+from server import metrics
 from server.api.errors import RequestError, count_error, invalid_argument
 
 
@@ -47,10 +48,12 @@ def _tolerant(deserializer: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
 
 def _guard_unary(
     behavior: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]],
+    method: str,
 ) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]:
     async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
         if isinstance(request, _Unparsed):
-            count_error(request.error.code)
+            # No model yet: the request that would name it did not parse.
+            count_error(request.error.code, model=metrics.NO_MODEL, method=method)
             await context.abort(request.error.code, request.error.message)
         return await behavior(request, context)
 
@@ -92,7 +95,7 @@ class MalformedRequestGuard(grpc.aio.ServerInterceptor):
             return handler
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                _guard_unary(handler.unary_unary),
+                _guard_unary(handler.unary_unary, method.removeprefix(self._prefix)),
                 request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )

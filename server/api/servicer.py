@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import grpc
 from asr_client.api.asr.v1 import asr_pb2, asr_pb2_grpc
 
+from server import metrics
 from server.api.admission import Admission
 from server.api.audio import BYTES_PER_SAMPLE, AudioDecoder, AudioFormatError
 from server.api.containers import CONTAINER_FORMATS, ContainerDecoder, container_seconds
@@ -36,6 +37,8 @@ class _RequestResources:
     session: StreamSession | None = None
     decoder: AudioDecoder | ContainerDecoder | None = None
     reader: asyncio.Task[None] | None = None
+    # The `model` label of the call's error metrics, once the request named a model.
+    model: str = metrics.NO_MODEL
 
     def finish(self) -> None:
         """End the stream's audio here, as if the client had half-closed: stop reading, flush what
@@ -78,6 +81,7 @@ class RecognizerServicer(asr_pb2_grpc.RecognizerServicer):
                     f"the first request of a stream must carry streaming_config (got {_first_request_kind(first)})"
                 )
             streaming_config = first.streaming_config
+            resources.model = _model_label(self.registry, streaming_config.config.model)
             validated = validate_config(streaming_config.config, self.registry, streaming_config.interim_results)
             check_streaming_options(streaming_config)
             session = resources.session = self._open_session(validated)
@@ -91,6 +95,7 @@ class RecognizerServicer(asr_pb2_grpc.RecognizerServicer):
         self, request: asr_pb2.RecognizeRequest, context: grpc.aio.ServicerContext
     ) -> asr_pb2.RecognizeResponse:
         async with self._request(context, "Recognize") as resources:
+            resources.model = _model_label(self.registry, request.config.model)
             validated = validate_config(request.config, self.registry, interim_results=False)
             _check_recognize_audio(request.audio_content, validated)
             session = resources.session = self._open_session(validated)
@@ -120,17 +125,19 @@ class RecognizerServicer(asr_pb2_grpc.RecognizerServicer):
             self._open_calls.add(resources)
             yield resources
         except RequestError as error:
-            await _abort(context, error)
+            await _abort(context, resources.model, method, error)
         except AudioFormatError as error:  # Recognize's audio (a stream's goes through the session)
-            await _abort(context, invalid_argument(str(error)))
+            await _abort(context, resources.model, method, invalid_argument(str(error)))
         except EngineError as error:  # logged where it happened (the scheduler)
-            await _abort(context, RequestError(grpc.StatusCode.INTERNAL, str(error)))
+            await _abort(context, resources.model, method, RequestError(grpc.StatusCode.INTERNAL, str(error)))
         except asyncio.CancelledError:
-            _count_cancellation(context)
+            _count_cancellation(context, resources.model, method)
             raise
         except Exception as error:
             log.exception("%s failed", method)
-            await _abort(context, RequestError(grpc.StatusCode.INTERNAL, f"internal error: {error}"))
+            await _abort(
+                context, resources.model, method, RequestError(grpc.StatusCode.INTERNAL, f"internal error: {error}")
+            )
         finally:
             self._open_calls.discard(resources)
             resources.release()
@@ -260,8 +267,8 @@ async def _pump_audio(
         session.fail(RequestError(grpc.StatusCode.CANCELLED, f"reading the request stream failed: {error}"))
 
 
-async def _abort(context: grpc.aio.ServicerContext, error: RequestError) -> None:
-    count_error(error.code)
+async def _abort(context: grpc.aio.ServicerContext, model: str, method: str, error: RequestError) -> None:
+    count_error(error.code, model=model, method=method)
     message = bounded(error.message)
     if error.code == grpc.StatusCode.INTERNAL:
         log.error("request failed: %s", message)
@@ -270,7 +277,15 @@ async def _abort(context: grpc.aio.ServicerContext, error: RequestError) -> None
     await context.abort(error.code, message)
 
 
-def _count_cancellation(context: grpc.aio.ServicerContext) -> None:
+def _count_cancellation(context: grpc.aio.ServicerContext, model: str, method: str) -> None:
     remaining = context.time_remaining()
     expired = remaining is not None and remaining <= 0
-    count_error(grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED)
+    count_error(grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED, model=model, method=method)
+
+
+def _model_label(registry: ModelRegistry, requested: str) -> str:
+    """The ``model`` label of a request for model ``requested`` ("": the default): the served
+    model's name, or ``metrics.UNKNOWN_MODEL`` for a name this server lacks (a client's free text
+    must not become a label value: each distinct one would make a new series)."""
+    engine = registry.get(requested)
+    return engine.name if engine is not None else metrics.UNKNOWN_MODEL

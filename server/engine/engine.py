@@ -55,6 +55,7 @@ class Engine:
         self.stalled = False
         self._active = metrics.ACTIVE_STREAMS.labels(model=self.name)
         self._total = metrics.STREAMS_TOTAL.labels(model=self.name)
+        self._final_latency = metrics.FINAL_LATENCY.labels(model=self.name)
         self.num_active = 0
 
     async def start(self, warmup: bool = True) -> None:
@@ -73,7 +74,13 @@ class Engine:
         """A new stream; raises ``SlotExhaustedError`` when every slot is taken."""
         slot = self._slots.allocate()
         decoder = StreamDecoder(self.model, self.search, options)
-        session = StreamSession(decoder, slot, submit=self.scheduler.submit, release=self._release)
+        session = StreamSession(
+            decoder,
+            slot,
+            submit=self.scheduler.submit,
+            release=self._release,
+            observe_final_latency=self._final_latency.observe,
+        )
         self.num_active += 1
         self._active.inc()
         self._total.inc()

@@ -58,7 +58,6 @@ class BatchScheduler:
         self._step_seconds = metrics.STEP_SECONDS.labels(model=model_name)
         self._audio_seconds = metrics.AUDIO_SECONDS.labels(model=model_name)
         self._partial_latency = metrics.PARTIAL_LATENCY.labels(model=model_name)
-        self._rtf = metrics.RtfTracker(model_name)
         self.steps = 0  # model steps run (for tests and logs)
         self.max_batch_seen = 0
 
@@ -193,4 +192,3 @@ class BatchScheduler:
         self._batch_size.observe(batch_size)
         self._step_seconds.observe(result.seconds)
         self._audio_seconds.inc(audio_seconds)
-        self._rtf.observe(result.seconds, audio_seconds)

@@ -16,6 +16,7 @@ from enum import Enum
 
 import numpy as np
 
+from server.engine.arrivals import AudioArrivals
 from server.engine.batch import StreamStepOutput, Window
 from server.engine.decoder import StreamDecoder, Update
 
@@ -23,6 +24,9 @@ from server.engine.decoder import StreamDecoder, Update
 # stops reading a client's audio, so a client sending faster than real time is slowed by
 # gRPC flow control instead of growing server memory.
 MAX_BACKLOG_SECONDS = 10.0
+# Beyond the endpointer's limits, how much older than the newest audio a final's end may be:
+# the backlog (audio not yet through the model) plus a margin for the final windows.
+_ARRIVALS_MARGIN_MS = MAX_BACKLOG_SECONDS * 1000 + 5000
 
 
 class StreamStatus(Enum):
@@ -44,6 +48,7 @@ class StreamSession:
         slot: int,
         submit: Callable[[StreamSession], None],
         release: Callable[[StreamSession], None],
+        observe_final_latency: Callable[[float], None] | None = None,
     ) -> None:
         self.decoder = decoder
         self.slot = slot
@@ -53,13 +58,19 @@ class StreamSession:
         self._updates: asyncio.Queue[Update | BaseException | None] = asyncio.Queue()
         self._capacity = asyncio.Event()
         self._capacity.set()
+        self._observe_final_latency = observe_final_latency
+        self._arrivals = AudioArrivals(decoder.model.config.sample_rate)
+        self._arrivals_kept_ms = _arrivals_horizon_ms(decoder)
 
     # -- API side ------------------------------------------------------------------------------
     def accept_audio(self, samples: np.ndarray) -> None:
         """Feed float32 samples at the model's rate."""
         if self.status is StreamStatus.ENDED or self.decoder.input_done:
             return
-        self.decoder.accept_audio(samples, time.monotonic())
+        now = time.monotonic()
+        self.decoder.accept_audio(samples, now)
+        self._arrivals.record(len(samples), now)
+        self._arrivals.forget_before(self._arrivals.received_ms - self._arrivals_kept_ms)
         if self.decoder.backlog_seconds > MAX_BACKLOG_SECONDS:
             self._capacity.clear()
         self._advance()
@@ -139,12 +150,26 @@ class StreamSession:
 
     def _send(self, update: Update | None) -> None:
         if update is not None:
+            self._observe_finals(update)
             self._updates.put_nowait(update)
         if self.decoder.done:
             self._updates.put_nowait(None)
             self._end()
         else:
             self._advance()
+
+    def _observe_finals(self, update: Update) -> None:
+        """Final latency: from the arrival of the audio at each final's end (the end of speech) to now."""
+        finals = [result for result in update.results if result.is_final]
+        if not finals:
+            return
+        now = time.monotonic()
+        for result in finals:
+            arrived = self._arrivals.arrival_of(result.end_ms)
+            if arrived is not None and self._observe_final_latency is not None:
+                self._observe_final_latency(max(0.0, now - arrived))
+        # The next utterance's results all end after the audio processed so far.
+        self._arrivals.forget_before(update.audio_processed_ms)
 
     def _end(self) -> None:
         """The one path that releases the slot: at once, or (during a step) when the step returns."""
@@ -156,3 +181,11 @@ class StreamSession:
         self.status = StreamStatus.ENDED
         self._capacity.set()
         self._release(self)
+
+
+def _arrivals_horizon_ms(decoder: StreamDecoder) -> float:
+    """How far back a future final's end can lie behind the newest audio: an utterance lasts at
+    most the silence timeout (no token yet) plus its maximum length (from its first token), and
+    the model may be the backlog behind."""
+    endpoint = decoder.options.endpoint
+    return endpoint.silence_timeout_ms + endpoint.max_utterance_ms + endpoint.trailing_silence_ms + _ARRIVALS_MARGIN_MS
