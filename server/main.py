@@ -11,7 +11,9 @@ from pathlib import Path
 
 import torch
 
+from server.api.auth import load_tokens
 from server.api.server import AsrServer, ConnectionPolicy
+from server.api.tls import ServerTls, load_server_tls
 from server.engine.registry import ModelRegistry, find_model_dirs, resolve_device
 from server.metrics import serve_metrics
 from server.model.checkpoint import CheckpointError
@@ -35,8 +37,23 @@ def torch_threads(settings: Settings) -> int:
     return settings.threads or max(1, (os.cpu_count() or 2) - 1)
 
 
+def server_tls(settings: Settings) -> ServerTls | None:
+    """The gRPC port's TLS credentials, or None for plaintext (the settings checked the pairing)."""
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        return None
+    return load_server_tls(settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file)
+
+
+def accepted_tokens(settings: Settings) -> frozenset[str]:
+    """The bearer tokens of --auth-token-file; empty: no token asked."""
+    return frozenset() if settings.auth_token_file is None else load_tokens(settings.auth_token_file)
+
+
 async def serve(settings: Settings) -> None:
     """Run the server until SIGTERM/SIGINT, then drain."""
+    # Credentials first: a bad certificate or token file fails in a second, not after the model load.
+    tls = server_tls(settings)
+    tokens = accepted_tokens(settings)
     torch.set_num_threads(torch_threads(settings))
     device = resolve_device(settings.device)
     registry = ModelRegistry.load(
@@ -63,6 +80,9 @@ async def serve(settings: Settings) -> None:
             keepalive_timeout_s=settings.keepalive_timeout_s,
             max_connection_idle_s=settings.max_connection_idle_s,
         ),
+        tls=tls,
+        tokens=tokens,
+        health_port=None if settings.health_port < 0 else settings.health_port,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

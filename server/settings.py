@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, CliApp, SettingsConfigDict
 
 from server.model.checkpoint import DEFAULT_MODEL_DIR
@@ -108,12 +110,54 @@ class Settings(BaseSettings):
         "(at least 1), leaving a core for the event loop and audio decoding.",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Logging level.")
+    tls_cert_file: Path | None = Field(
+        None,
+        description="PEM certificate chain of the gRPC port: with --tls-key-file the port speaks TLS "
+        "(default: plaintext).",
+    )
+    tls_key_file: Path | None = Field(
+        None, description="PEM private key (unencrypted) of --tls-cert-file; give both or neither."
+    )
+    tls_client_ca_file: Path | None = Field(
+        None,
+        description="PEM CA certificate(s): clients must present a certificate signed by one of them "
+        "(mutual TLS; needs --tls-cert-file).",
+    )
+    auth_token_file: Path | None = Field(
+        None,
+        description="File of accepted bearer tokens, one per line (blank lines and # comments ignored): "
+        "every Recognizer call then needs metadata 'authorization: Bearer <token>'; health and "
+        "reflection stay open.",
+    )
+    health_port: int = Field(
+        -1,
+        ge=-1,
+        le=65535,
+        description="Also serve grpc.health.v1 alone on this plaintext port, for probes that cannot "
+        "speak TLS (Kubernetes gRPC probes) (0 picks a free port, -1: none).",
+    )
+
+    @field_validator("tls_cert_file", "tls_key_file", "tls_client_ca_file", "auth_token_file")
+    @classmethod
+    def _readable_file(cls, path: Path | None) -> Path | None:
+        if path is not None and not (path.is_file() and os.access(path, os.R_OK)):
+            reason = "not a file" if path.exists() and not path.is_file() else "no such file, or not readable"
+            raise PydanticCustomError("readable_file", reason)
+        return path
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.max_batch_size > self.max_streams:
             # A batch can never hold more streams than may exist; clamp instead of failing.
             self.max_batch_size = self.max_streams
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise PydanticCustomError(
+                "tls_pair", "--tls-cert-file and --tls-key-file go together: give both (TLS) or neither (plaintext)"
+            )
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise PydanticCustomError(
+                "tls_client_ca", "--tls-client-ca-file needs --tls-cert-file and --tls-key-file (mutual TLS is TLS)"
+            )
         return self
 
 
@@ -128,6 +172,9 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
     except ValidationError as error:
         for problem in error.errors():
             field = "_".join(str(part) for part in problem["loc"])
+            if not field:  # a check across settings: its message names them
+                print(f"asr-server: {problem['msg']}", file=sys.stderr)
+                continue
             name = f"--{field.replace('_', '-')} / ASR_{field.upper()}"
             print(f"asr-server: {name}: {problem['msg']} (got {problem.get('input')!r})", file=sys.stderr)
         raise SystemExit(2) from None

@@ -29,6 +29,37 @@ from asr_client.client import DEFAULT_SERVER, AsrClient, recognition_config
 from asr_client.output import print_json_stream, print_models, print_text_stream
 
 
+def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:
+    """TLS and bearer-token options, read by ``_connect``."""
+    parser.add_argument(
+        "--tls", action="store_true", help="use TLS, verifying the server against the system roots (or --ca-file)"
+    )
+    parser.add_argument("--ca-file", metavar="FILE", help="PEM CA certificate(s) to verify the server (implies --tls)")
+    parser.add_argument("--cert-file", metavar="FILE", help="PEM client certificate for mutual TLS (with --key-file)")
+    parser.add_argument("--key-file", metavar="FILE", help="PEM private key of --cert-file")
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("ASR_TOKEN"),
+        metavar="TOKEN",
+        help="bearer token sent with every call (default: $ASR_TOKEN; prefer it: other users see arguments in ps)",
+    )
+
+
+def _connect(args: argparse.Namespace) -> AsrClient:
+    """The client of --server with the TLS and token options; exits with a message if they are unusable."""
+    try:
+        return AsrClient(
+            args.server,
+            tls=args.tls,
+            ca_file=args.ca_file,
+            cert_file=args.cert_file,
+            key_file=args.key_file,
+            token=args.token or None,
+        )
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"asr: {error}") from None
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -38,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
         help="server address (default: $ASR_SERVER or %(default)s)",
     )
     common.add_argument("--json", action="store_true", help="print JSON lines instead of text")
+    _add_connection_arguments(common)
 
     parser = argparse.ArgumentParser(prog="asr", description="Streaming speech recognition client.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -97,7 +129,7 @@ def _audio_source(path: str, args: argparse.Namespace) -> tuple[Iterator[bytes],
 def _transcribe(args: argparse.Namespace, console: Console, errors: Console) -> int:
     languages = [code.strip() for code in (args.languages or "").split(",") if code.strip()]
     status = 0
-    with AsrClient(args.server) as client:
+    with _connect(args) as client:
         for path in args.files:
             name = "<stdin>" if path == "-" else path
             try:
@@ -134,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     errors = Console(stderr=True, highlight=False)
     try:
         if args.command == "models":
-            with AsrClient(args.server) as client:
+            with _connect(args) as client:
                 print_models(client.list_models(timeout=30), args.json, console)
             return 0
         return _transcribe(args, console, errors)

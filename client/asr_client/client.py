@@ -9,18 +9,26 @@
 
 Errors arrive as ``grpc.RpcError`` (``grpc.aio.AioRpcError`` for the asyncio client) with
 the status code and message the server sent.
+
+A server with TLS and bearer tokens:
+
+    AsrClient("asr.example.com:443", ca_file="ca.pem", token=os.environ["ASR_TOKEN"])
+    AsrClient(target, ca_file="ca.pem", cert_file="client.pem", key_file="client.key")  # mutual TLS
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
+import grpc.aio
 
 from asr_client.api.asr.v1 import asr_pb2, asr_pb2_grpc
 from asr_client.audio import BYTES_PER_SAMPLE, apaced, chunk_size_bytes, paced, read_audio_file, split_chunks
+from asr_client.security import BearerToken, async_bearer_token, channel_credentials
 
 DEFAULT_SERVER = "localhost:50051"
 # Matches the server's Recognize limit (16 MiB of audio plus the configuration).
@@ -107,12 +115,65 @@ def _file_stream(
     return split_chunks(audio.data, chunk), bytes_per_second, config
 
 
-class AsrClient:
-    """Blocking client. ``target`` is ``host:port``; or pass a ready ``channel``."""
+@dataclass(frozen=True)
+class Connection:
+    """How a client reaches its server: plaintext, TLS or mutual TLS, with or without a token.
 
-    def __init__(self, target: str = DEFAULT_SERVER, *, channel: grpc.Channel | None = None) -> None:
+    ``tls``: verify the server against the system roots, or ``ca_file`` (PEM; implies TLS).
+    ``cert_file`` / ``key_file``: the client's certificate and key for mutual TLS (both or
+    neither; imply TLS). ``token``: sent as ``authorization: Bearer <token>`` on every call.
+    """
+
+    tls: bool = False
+    ca_file: str | Path | None = None
+    cert_file: str | Path | None = None
+    key_file: str | Path | None = None
+    token: str | None = None
+
+    @property
+    def secure(self) -> bool:
+        return self.tls or any(path is not None for path in (self.ca_file, self.cert_file, self.key_file))
+
+    @property
+    def configured(self) -> bool:
+        """Does this ask for anything beyond a plaintext channel?"""
+        return self.secure or self.token is not None
+
+    def credentials(self) -> grpc.ChannelCredentials | None:
+        """TLS credentials (reads the PEM files), or None for plaintext."""
+        return channel_credentials(self.ca_file, self.cert_file, self.key_file) if self.secure else None
+
+
+def _refuse_with_channel(connection: Connection, channel: object) -> None:
+    if channel is not None and connection.configured:
+        raise ValueError(
+            "a ready channel carries its own credentials: pass tls/ca_file/cert_file/key_file/token "
+            "only when the client builds its channel from target"
+        )
+
+
+class AsrClient:
+    """Blocking client. ``target`` is ``host:port``; or pass a ready ``channel``.
+
+    TLS and tokens: see ``Connection`` for ``tls``, ``ca_file``, ``cert_file``, ``key_file``
+    and ``token``; by default the channel is plaintext and sends no token.
+    """
+
+    def __init__(
+        self,
+        target: str = DEFAULT_SERVER,
+        *,
+        channel: grpc.Channel | None = None,
+        tls: bool = False,
+        ca_file: str | Path | None = None,
+        cert_file: str | Path | None = None,
+        key_file: str | Path | None = None,
+        token: str | None = None,
+    ) -> None:
+        connection = Connection(tls, ca_file, cert_file, key_file, token)
+        _refuse_with_channel(connection, channel)
         self._own_channel = channel is None
-        self.channel = channel or grpc.insecure_channel(target, options=_CHANNEL_OPTIONS)
+        self.channel = channel or _channel(target, connection)
         self.stub = asr_pb2_grpc.RecognizerStub(self.channel)
 
     def __enter__(self) -> AsrClient:
@@ -176,12 +237,48 @@ class AsrClient:
         return list(self.stub.ListModels(asr_pb2.ListModelsRequest(), timeout=timeout).models)
 
 
-class AsyncAsrClient:
-    """asyncio client (grpc.aio); create it inside the running event loop."""
+def _channel(target: str, connection: Connection) -> grpc.Channel:
+    """A blocking channel to ``target`` as ``connection`` says."""
+    credentials = connection.credentials()
+    if credentials is None:
+        channel = grpc.insecure_channel(target, options=_CHANNEL_OPTIONS)
+    else:
+        channel = grpc.secure_channel(target, credentials, options=_CHANNEL_OPTIONS)
+    if connection.token is None:
+        return channel
+    return grpc.intercept_channel(channel, BearerToken(connection.token))
 
-    def __init__(self, target: str = DEFAULT_SERVER, *, channel: grpc.aio.Channel | None = None) -> None:
+
+def _async_channel(target: str, connection: Connection) -> grpc.aio.Channel:
+    """An asyncio channel to ``target`` as ``connection`` says."""
+    interceptors = None if connection.token is None else async_bearer_token(connection.token)
+    credentials = connection.credentials()
+    if credentials is None:
+        return grpc.aio.insecure_channel(target, options=_CHANNEL_OPTIONS, interceptors=interceptors)
+    return grpc.aio.secure_channel(target, credentials, options=_CHANNEL_OPTIONS, interceptors=interceptors)
+
+
+class AsyncAsrClient:
+    """asyncio client (grpc.aio); create it inside the running event loop.
+
+    The connection options are ``AsrClient``'s (see ``Connection``).
+    """
+
+    def __init__(
+        self,
+        target: str = DEFAULT_SERVER,
+        *,
+        channel: grpc.aio.Channel | None = None,
+        tls: bool = False,
+        ca_file: str | Path | None = None,
+        cert_file: str | Path | None = None,
+        key_file: str | Path | None = None,
+        token: str | None = None,
+    ) -> None:
+        connection = Connection(tls, ca_file, cert_file, key_file, token)
+        _refuse_with_channel(connection, channel)
         self._own_channel = channel is None
-        self.channel = channel or grpc.aio.insecure_channel(target, options=_CHANNEL_OPTIONS)
+        self.channel = channel or _async_channel(target, connection)
         self.stub = asr_pb2_grpc.RecognizerStub(self.channel)
 
     async def __aenter__(self) -> AsyncAsrClient:

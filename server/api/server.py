@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import grpc
@@ -12,8 +13,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from server.api.admission import Admission
+from server.api.auth import BearerTokenAuth
 from server.api.malformed import MalformedRequestGuard
 from server.api.servicer import MAX_RECOGNIZE_MESSAGE_BYTES, RecognizerServicer
+from server.api.tls import ServerTls
 from server.engine.registry import ModelRegistry
 
 log = logging.getLogger(__name__)
@@ -23,6 +26,8 @@ FINALS_ON_DRAIN_TIMEOUT_S = 5.0
 
 SERVICE_NAME = asr_pb2.DESCRIPTOR.services_by_name["Recognizer"].full_name
 HEALTH_SERVICE_NAME = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+# Open without a token: probes and load balancers carry none, and reflection only describes the API.
+OPEN_SERVICES = (HEALTH_SERVICE_NAME, reflection.SERVICE_NAME)
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,11 @@ class AsrServer:
 
     Health is NOT_SERVING until the models are warmed up, and again from the start of a
     drain, so load balancers and Kubernetes stop sending new streams first.
+
+    ``tls``: the port is a TLS port (else plaintext). ``tokens``: every call but health and
+    reflection needs one of them as a bearer token (empty: no tokens asked). ``health_port``:
+    also serve the health service alone on this plaintext port, for probes that cannot speak TLS
+    or present a client certificate (Kubernetes' gRPC probes); None: no such port.
     """
 
     def __init__(
@@ -69,6 +79,9 @@ class AsrServer:
         drain_timeout_s: float = 30.0,
         warmup: bool = True,
         connections: ConnectionPolicy | None = None,
+        tls: ServerTls | None = None,
+        tokens: Collection[str] = (),
+        health_port: int | None = None,
     ) -> None:
         self.registry = registry
         self.host = host
@@ -77,9 +90,14 @@ class AsrServer:
         self.drain_timeout_s = drain_timeout_s
         self.warmup = warmup
         self.connections = connections or ConnectionPolicy()
+        self.tls = tls
+        self.tokens = frozenset(tokens)
+        self.requested_health_port = health_port
+        self.health_port: int | None = None
         self.admission = Admission(max_streams)
         self.health = health.aio.HealthServicer()
         self._server: grpc.aio.Server | None = None
+        self._health_server: grpc.aio.Server | None = None
         self._health_update: asyncio.Task[None] | None = None  # kept referenced until done
         self._servicer: RecognizerServicer | None = None
 
@@ -88,7 +106,7 @@ class AsrServer:
         # Room for a Recognize request at its documented limit plus its configuration.
         max_message = MAX_RECOGNIZE_MESSAGE_BYTES + 64 * 1024
         server = grpc.aio.server(
-            interceptors=[MalformedRequestGuard(SERVICE_NAME)],
+            interceptors=self._interceptors(),
             options=[
                 ("grpc.max_receive_message_length", max_message),
                 ("grpc.so_reuseport", 0),
@@ -104,18 +122,53 @@ class AsrServer:
         )
         for service in ("", SERVICE_NAME):
             await self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
-        self.port = server.add_insecure_port(f"{self.host}:{self.requested_port}")
-        if self.port == 0:
-            raise RuntimeError(f"cannot listen on {self.host}:{self.requested_port}")
+        self.port = self._add_port(server)
         await server.start()
         self._server = server
-        log.info("gRPC listening on %s:%d; warming up", self.host, self.port)
+        log.info("gRPC listening on %s:%d (%s); warming up", self.host, self.port, self._describe_security())
+        if self.tokens and self.tls is None:
+            log.warning("bearer tokens over plaintext: keep this port behind a proxy or mesh that adds TLS")
+        if self.requested_health_port is not None:
+            await self._start_health_server(self.requested_health_port)
         await self.registry.start(warmup=self.warmup)
         for engine in self.registry.engines.values():
             engine.stall_listeners.append(self._engine_stall_changed)
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         log.info("serving models %s (default %s)", sorted(self.registry.engines), self.registry.default)
         return self.port
+
+    def _interceptors(self) -> list[grpc.aio.ServerInterceptor]:
+        """Token check first: an unauthenticated call is refused before anything else looks at it."""
+        interceptors: list[grpc.aio.ServerInterceptor] = []
+        if self.tokens:
+            interceptors.append(BearerTokenAuth(self.tokens, OPEN_SERVICES))
+        interceptors.append(MalformedRequestGuard(SERVICE_NAME))
+        return interceptors
+
+    def _add_port(self, server: grpc.aio.Server) -> int:
+        address = f"{self.host}:{self.requested_port}"
+        if self.tls is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, self.tls.credentials)
+        if port == 0:
+            raise RuntimeError(f"cannot listen on {address}")
+        return port
+
+    def _describe_security(self) -> str:
+        transport = self.tls.describe() if self.tls is not None else "plaintext"
+        return f"{transport}, {len(self.tokens)} bearer token(s)" if self.tokens else transport
+
+    async def _start_health_server(self, port: int) -> None:
+        """The health service alone on a plaintext port, sharing the main port's health statuses."""
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        self.health_port = server.add_insecure_port(f"{self.host}:{port}")
+        if self.health_port == 0:
+            raise RuntimeError(f"cannot listen on {self.host}:{port} (--health-port)")
+        await server.start()
+        self._health_server = server
+        log.info("health checks (plaintext) on %s:%d", self.host, self.health_port)
 
     async def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
         for service in ("", SERVICE_NAME):
@@ -161,6 +214,9 @@ class AsrServer:
         if self._server is not None:
             await self._server.stop(grace)
             self._server = None
+        if self._health_server is not None:
+            await self._health_server.stop(0)
+            self._health_server = None
         await self.registry.stop()
         log.info("server stopped")
 
