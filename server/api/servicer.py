@@ -17,7 +17,8 @@ from server.api.audio import BYTES_PER_SAMPLE, AudioDecoder, AudioFormatError
 from server.api.containers import CONTAINER_FORMATS, ContainerDecoder, container_seconds
 from server.api.convert import duration_ms, model_info, update_to_proto
 from server.api.errors import RequestError, bounded, count_error, invalid_argument
-from server.api.validation import ValidatedConfig, check_streaming_options, validate_config
+from server.api.validation import ValidatedConfig, streaming_options, validate_config
+from server.api.voice_activity import StreamResponses
 from server.engine.errors import EngineError
 from server.engine.registry import ModelRegistry
 from server.engine.session import StreamSession
@@ -82,13 +83,22 @@ class RecognizerServicer(asr_pb2_grpc.RecognizerServicer):
                 )
             streaming_config = first.streaming_config
             resources.model = _model_label(self.registry, streaming_config.config.model)
-            validated = validate_config(streaming_config.config, self.registry, streaming_config.interim_results)
-            check_streaming_options(streaming_config)
+            options = streaming_options(streaming_config)
+            # Voice activity comes from the partial results, so the decoder makes them then.
+            interim = options.interim_results or options.tracks_voice
+            validated = validate_config(streaming_config.config, self.registry, interim)
             session = resources.session = self._open_session(validated)
             decoder = resources.decoder = _decoder(validated)
+            shaped = StreamResponses(options)
+            session.step_listener = shaped.timeout_listener(resources.finish)
             resources.reader = asyncio.create_task(_pump_audio(request_iterator, decoder, session, self.idle_timeout_s))
             async for update in session.updates():
-                yield update_to_proto(update)
+                for response in shaped.of(update):
+                    yield response
+                if shaped.done:
+                    return  # single utterance: the call ends OK; the reader and session are released
+            for response in shaped.closing():
+                yield response
 
     # -- Recognize ---------------------------------------------------------------------------
     async def Recognize(  # noqa: N802 (gRPC method name)

@@ -142,14 +142,48 @@ def _reject_unimplemented(config: asr_pb2.RecognitionConfig) -> None:
     _refuse([name for name, asked in unimplemented.items() if asked])
 
 
-def check_streaming_options(streaming_config: asr_pb2.StreamingRecognitionConfig) -> None:
-    """The streaming-only options (``StreamingRecognitionConfig``) this server does not implement yet."""
-    unimplemented = {
-        "single_utterance": streaming_config.single_utterance,
-        "enable_voice_activity_events": streaming_config.enable_voice_activity_events,
-        "voice_activity_timeout": streaming_config.HasField("voice_activity_timeout"),
-    }
-    _refuse([name for name, asked in unimplemented.items() if asked])
+@dataclass(frozen=True)
+class StreamingOptions:
+    """What ``StreamingRecognitionConfig`` adds to a ``RecognitionConfig``."""
+
+    interim_results: bool = False
+    single_utterance: bool = False
+    voice_activity_events: bool = False
+    speech_start_timeout_ms: int | None = None
+    speech_end_timeout_ms: int | None = None
+
+    @property
+    def tracks_voice(self) -> bool:
+        """Events or timeouts asked for: the stream's speech edges are followed."""
+        timeouts = (self.speech_start_timeout_ms, self.speech_end_timeout_ms)
+        return self.voice_activity_events or any(timeout is not None for timeout in timeouts)
+
+
+MAX_VOICE_TIMEOUT_MS = 3_600_000
+
+
+def streaming_options(streaming_config: asr_pb2.StreamingRecognitionConfig) -> StreamingOptions:
+    """The streaming-only options, checked."""
+    timeouts = streaming_config.voice_activity_timeout
+    return StreamingOptions(
+        interim_results=streaming_config.interim_results,
+        single_utterance=streaming_config.single_utterance,
+        voice_activity_events=streaming_config.enable_voice_activity_events,
+        speech_start_timeout_ms=_timeout_ms(timeouts, "speech_start_timeout"),
+        speech_end_timeout_ms=_timeout_ms(timeouts, "speech_end_timeout"),
+    )
+
+
+def _timeout_ms(timeouts: asr_pb2.VoiceActivityTimeout, name: str) -> int | None:
+    if not timeouts.HasField(name):  # type: ignore[arg-type]  # the two Duration fields
+        return None
+    duration = getattr(timeouts, name)
+    ms = duration.seconds * 1000 + duration.nanos // 1_000_000
+    if not 0 < ms <= MAX_VOICE_TIMEOUT_MS:
+        raise invalid_argument(
+            f"voice_activity_timeout.{name} must be between 1 ms and {MAX_VOICE_TIMEOUT_MS // 1000} s; got {ms} ms"
+        )
+    return ms
 
 
 def _refuse(names: list[str]) -> None:

@@ -131,6 +131,11 @@ class StreamDecoder:
         return ready
 
     # -- step results in, text out ---------------------------------------------------------
+    @property
+    def audio_processed_ms(self) -> int:
+        """Audio of this stream through the model so far."""
+        return self._frames_done * self._frame_ms
+
     def apply(self, window: Window, output: StreamStepOutput) -> Update | None:
         """Take this stream's slice of a step run on ``window``; returns what to send, if anything."""
         self._frames_done += output.num_frames

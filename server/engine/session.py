@@ -58,6 +58,8 @@ class StreamSession:
         self._updates: asyncio.Queue[Update | BaseException | None] = asyncio.Queue()
         self._capacity = asyncio.Event()
         self._capacity.set()
+        # Called with the audio processed (ms) after each of the stream's steps (voice activity timeouts).
+        self.step_listener: Callable[[int], None] | None = None
         self._observe_final_latency = observe_final_latency
         self._arrivals = AudioArrivals(decoder.model.config.sample_rate)
         self._arrivals_kept_ms = _arrivals_horizon_ms(decoder)
@@ -122,6 +124,8 @@ class StreamSession:
             return None
         update = self.decoder.apply(window, output)
         self._send(update)
+        if self.step_listener is not None and self.status is not StreamStatus.ENDED:
+            self.step_listener(self.decoder.audio_processed_ms)
         return update
 
     def step_failed(self, error: BaseException) -> None:
