@@ -34,6 +34,12 @@ SETTINGS = {
     "ASR_MAX_WAIT_MS",
     "ASR_DRAIN_TIMEOUT_S",
     "ASR_LOG_LEVEL",
+    # TLS and tokens (deploy/k8s/components, docker-compose.yml's commented example)
+    "ASR_TLS_CERT_FILE",
+    "ASR_TLS_KEY_FILE",
+    "ASR_TLS_CLIENT_CA_FILE",
+    "ASR_AUTH_TOKEN_FILE",
+    "ASR_HEALTH_PORT",
 }
 GRPC_PORT = 50051
 METRICS_PORT = 9400

@@ -247,3 +247,14 @@ def test_healthcheck_probe_fails_when_nothing_listens():
         port = sock.getsockname()[1]
     main = load_script("healthcheck").main
     assert main(["--address", f"127.0.0.1:{port}", "--timeout", "1", "--quiet"]) == 1
+
+
+def test_healthcheck_probe_prefers_the_plaintext_health_port(monkeypatch):
+    """A TLS server's probe (docker-compose's TLS example) asks ASR_HEALTH_PORT, in plaintext."""
+    default_address = load_script("healthcheck").default_address
+    monkeypatch.setenv("ASR_PORT", "6000")
+    for unset in ("-1", "0", ""):
+        monkeypatch.setenv("ASR_HEALTH_PORT", unset)
+        assert default_address() == "127.0.0.1:6000"
+    monkeypatch.setenv("ASR_HEALTH_PORT", "50052")
+    assert default_address() == "127.0.0.1:50052"

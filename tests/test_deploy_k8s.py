@@ -8,6 +8,8 @@
   in the GPU overlay, grace period >= preStop + drain timeout, the HPA on the Deployment with a
   metric the Prometheus Adapter rule serves, selectors that match the pods, Service ports that
   match container ports and the ConfigMap's ASR_* settings.
+- The optional components (TLS, mutual TLS, bearer tokens) render with every overlay: their
+  files come from Secret mounts, and with TLS the probes move to the plaintext health port.
 
 The tests skip only when kubectl is missing.
 """
@@ -15,9 +17,11 @@ The tests skip only when kubectl is missing.
 from __future__ import annotations
 
 import functools
+import os
 import re
 import shutil
 import subprocess
+from pathlib import Path, PurePosixPath
 
 import kubernetes_validate
 import pytest
@@ -49,6 +53,15 @@ KUSTOMIZATIONS = ["base"] + sorted(
     f"overlays/{path.parent.name}" for path in (K8S / "overlays").glob("*/kustomization.yaml")
 )
 OVERLAYS = [k for k in KUSTOMIZATIONS if k.startswith("overlays/")]
+# Optional components an overlay lists to turn them on (mtls needs tls before it).
+COMPONENT_SETS = [("tls",), ("tls", "mtls"), ("tokens",), ("tls", "mtls", "tokens")]
+# The settings that name files, and the Secret each file comes from.
+SECRET_FILE_SETTINGS = {
+    "ASR_TLS_CERT_FILE": "asr-server-tls",
+    "ASR_TLS_KEY_FILE": "asr-server-tls",
+    "ASR_TLS_CLIENT_CA_FILE": "asr-server-tls",
+    "ASR_AUTH_TOKEN_FILE": "asr-server-tokens",
+}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -57,9 +70,46 @@ OVERLAYS = [k for k in KUSTOMIZATIONS if k.startswith("overlays/")]
 @functools.cache
 def render(kustomization: str) -> tuple[dict, ...]:
     """Objects rendered by ``kubectl kustomize`` for deploy/k8s/<kustomization>."""
-    proc = subprocess.run([KUBECTL, "kustomize", str(K8S / kustomization)], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, f"kubectl kustomize {kustomization} failed:\n{proc.stderr}"
+    return render_directory(K8S / kustomization)
+
+
+def render_directory(directory: Path) -> tuple[dict, ...]:
+    proc = subprocess.run([KUBECTL, "kustomize", str(directory)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, f"kubectl kustomize {directory} failed:\n{proc.stderr}"
     return tuple(doc for doc in yaml.safe_load_all(proc.stdout) if doc)
+
+
+def render_with_components(overlay: str, components: tuple[str, ...], directory: Path) -> tuple[dict, ...]:
+    """An overlay with deploy/k8s/components/<name> added, as its commented ``components:`` list
+    does when uncommented (kustomize takes only relative paths)."""
+
+    def relative(path: Path) -> str:
+        return os.path.relpath(path, directory)
+
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [relative(K8S / overlay)],
+        "components": [relative(K8S / "components" / name) for name in components],
+    }
+    (directory / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    return render_directory(directory)
+
+
+def schema_problems(objects) -> tuple[list[str], set[str]]:
+    """(validation errors, kinds without a bundled schema) of rendered objects, strictly, for every
+    Kubernetes version of K8S_VERSIONS."""
+    errors, skipped = [], set()
+    for obj in objects:
+        for version in K8S_VERSIONS:
+            try:
+                kubernetes_validate.validate(obj, version, strict=True)
+            except kubernetes_validate.SchemaNotFoundError:
+                skipped.add(obj["kind"])
+            except kubernetes_validate.ValidationError as err:
+                path = ".".join(str(p) for p in err.path)
+                errors.append(f"{obj['kind']}/{obj['metadata']['name']} (k8s {version}) at {path}: {err.message}")
+    return errors, skipped
 
 
 def one(objects, kind: str, name: str | None = None) -> dict:
@@ -102,16 +152,7 @@ def test_manifests_validate_against_kubernetes_schemas(kustomization):
         "ServiceMonitor",
     }
     assert expected <= kinds, f"missing kinds: {expected - kinds}"
-    errors, skipped = [], set()
-    for obj in objects:
-        for version in K8S_VERSIONS:
-            try:
-                kubernetes_validate.validate(obj, version, strict=True)
-            except kubernetes_validate.SchemaNotFoundError:
-                skipped.add(obj["kind"])
-            except kubernetes_validate.ValidationError as err:
-                path = ".".join(str(p) for p in err.path)
-                errors.append(f"{obj['kind']}/{obj['metadata']['name']} (k8s {version}) at {path}: {err.message}")
+    errors, skipped = schema_problems(objects)
     assert not errors, "\n".join(errors)
     assert skipped <= CRD_KINDS, f"no schema for {skipped - CRD_KINDS}: add their checks or a schema"
 
@@ -345,3 +386,36 @@ def test_pod_runs_as_the_image_user_without_privileges(kustomization):
     if container.get("readOnlyRootFilesystem"):
         mounts = {m["mountPath"] for m in server_container(render(kustomization)).get("volumeMounts", [])}
         assert "/tmp" in mounts, "a read-only root file system needs a writable /tmp"
+
+
+@needs_kubectl
+@pytest.mark.parametrize("components", COMPONENT_SETS, ids="+".join)
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_tls_and_token_components_mount_secrets_and_keep_the_probes_working(overlay, components, tmp_path):
+    objects = render_with_components(overlay, components, tmp_path)
+    errors, skipped = schema_problems(objects)
+    assert not errors, "\n".join(errors)
+    assert skipped <= CRD_KINDS
+    data = config_map(objects)
+    assert {k for k in data if k.startswith("ASR_")} <= server_settings().keys()
+    assert "ASR_TLS_CLIENT_CA_FILE" not in data or "ASR_TLS_CERT_FILE" in data, "mutual TLS is TLS"
+    # Every file the settings name is in a read-only mount of the Secret it belongs to.
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    container = server_container(objects)
+    secrets = {v["name"]: v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    named = {key: PurePosixPath(data[key]) for key in SECRET_FILE_SETTINGS if key in data}
+    assert named, "the components set no file"
+    for key, path in named.items():
+        mount = mounts.get(str(path.parent))
+        assert mount is not None and mount.get("readOnly"), f"{key}={path}: no read-only mount of {path.parent}"
+        assert secrets.get(mount["name"]) == SECRET_FILE_SETTINGS[key], f"{key}: not from {SECRET_FILE_SETTINGS[key]}"
+    # Kubernetes' gRPC probes speak plaintext: with TLS they go to the health port.
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports["grpc"] == int(data.get("ASR_PORT", GRPC_PORT))
+    probe_port = int(data["ASR_HEALTH_PORT"]) if "ASR_TLS_CERT_FILE" in data else ports["grpc"]
+    if "ASR_TLS_CERT_FILE" in data:
+        assert ports["health"] == probe_port
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["grpc"]["port"] == probe_port, probe
+    assert container["readinessProbe"]["grpc"].get("service") == HEALTH_SERVICE

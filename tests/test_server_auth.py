@@ -143,13 +143,15 @@ def _tls_channel(server: ServerThread, pki: Pki, **keys: bytes) -> grpc.Channel:
     return grpc.secure_channel(server.target, credentials)
 
 
-def _unauthenticated_total() -> float:
-    """asr_errors_total{code="UNAUTHENTICATED"}, summed over any other labels."""
+def _unauthenticated_total(method: str) -> float:
+    """asr_errors_total{code="UNAUTHENTICATED", method=...}, summed over any other labels."""
     return sum(
         sample.value
         for family in metrics.ERRORS.collect()
         for sample in family.samples
-        if sample.name.endswith("_total") and sample.labels.get("code") == "UNAUTHENTICATED"
+        if sample.name.endswith("_total")
+        and sample.labels.get("code") == "UNAUTHENTICATED"
+        and sample.labels.get("method") == method
     )
 
 
@@ -225,7 +227,7 @@ def _call_with(stub: asr_pb2_grpc.RecognizerStub, metadata: tuple[tuple[str, str
 def test_calls_without_an_accepted_token_are_unauthenticated_and_the_server_keeps_serving(
     tls_server: ServerThread, pki: Pki
 ) -> None:
-    before = _unauthenticated_total()
+    before = _unauthenticated_total("ListModels")
     with _tls_channel(tls_server, pki) as channel:
         stub = asr_pb2_grpc.RecognizerStub(channel)
         refusals = {
@@ -242,7 +244,7 @@ def test_calls_without_an_accepted_token_are_unauthenticated_and_the_server_keep
     assert refusals["wrong"].details() == REJECTED_TOKEN
     assert all(TOKEN[:8] not in e.details() and WRONG_TOKEN not in e.details() for e in refusals.values())
     assert [m.name for m in accepted.models] == [tls_server.registry.default]
-    assert _unauthenticated_total() - before == len(refusals)
+    assert _unauthenticated_total("ListModels") - before == len(refusals)
 
 
 @requires_espeak

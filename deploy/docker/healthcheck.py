@@ -9,6 +9,7 @@ Depends only on grpcio and grpcio-health-checking (never imports the server), so
 fast and works whatever state the server is in.
 
     python /opt/asr/healthcheck.py                       # 127.0.0.1:$ASR_PORT, service ""
+    ASR_HEALTH_PORT=50052 python /opt/asr/healthcheck.py # the plaintext health port of a TLS server
     python /opt/asr/healthcheck.py --service asr.v1.Recognizer --timeout 2
 """
 
@@ -19,6 +20,15 @@ import os
 import sys
 
 DEFAULT_PORT = 50051
+
+
+def default_address() -> str:
+    """127.0.0.1 and the server's plaintext health port (ASR_HEALTH_PORT: a TLS server's probes go
+    there) if it has one, else its gRPC port (ASR_PORT)."""
+    health_port = os.environ.get("ASR_HEALTH_PORT", "-1").strip()
+    if health_port not in {"", "-1", "0"}:
+        return f"127.0.0.1:{health_port}"
+    return f"127.0.0.1:{os.environ.get('ASR_PORT', DEFAULT_PORT)}"
 
 
 def probe(address: str, service: str, timeout: float) -> tuple[bool, str]:
@@ -46,14 +56,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--address",
         default=None,
-        help="host:port of the gRPC server (default: 127.0.0.1:$ASR_PORT, ASR_PORT defaulting to 50051)",
+        help="host:port of the gRPC server (default: 127.0.0.1:$ASR_HEALTH_PORT if set, else "
+        "127.0.0.1:$ASR_PORT, ASR_PORT defaulting to 50051)",
     )
     parser.add_argument("--service", default="", help='health service name ("" = the whole server)')
     parser.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for the answer")
     parser.add_argument("--quiet", action="store_true", help="print nothing")
     args = parser.parse_args(argv)
 
-    address = args.address or f"127.0.0.1:{os.environ.get('ASR_PORT', DEFAULT_PORT)}"
+    address = args.address or default_address()
     try:
         healthy, message = probe(address, args.service, args.timeout)
     except Exception as err:  # a probe must answer with an exit status, never a traceback

@@ -21,6 +21,7 @@ from typing import Any
 
 import grpc
 
+from server import metrics
 from server.api.errors import count_error
 
 log = logging.getLogger(__name__)
@@ -85,14 +86,16 @@ class TokenCheck:
         return None if any(matches) else REJECTED_TOKEN
 
 
-def _rejecting_handler(handler: grpc.RpcMethodHandler, message: str) -> grpc.RpcMethodHandler:
-    """A handler of the same kind as ``handler`` that ends the call as UNAUTHENTICATED.
+def _rejecting_handler(handler: grpc.RpcMethodHandler, method: str, message: str) -> grpc.RpcMethodHandler:
+    """A handler of the same kind as ``handler`` (of ``method``, a served method's short name) that
+    ends the call as UNAUTHENTICATED.
 
     Its request deserializer ignores the bytes: nothing an unauthenticated client sends is parsed.
     """
 
     async def reject(context: grpc.aio.ServicerContext) -> None:
-        count_error(grpc.StatusCode.UNAUTHENTICATED)
+        # No model: the request that would name one is never read.
+        count_error(grpc.StatusCode.UNAUTHENTICATED, model=metrics.NO_MODEL, method=method)
         log.info("%s from %s: %s", grpc.StatusCode.UNAUTHENTICATED.name, context.peer(), message)
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
 
@@ -136,4 +139,5 @@ class BearerTokenAuth(grpc.aio.ServerInterceptor):
         problem = self._check.problem(metadata)
         if problem is None:
             return handler
-        return _rejecting_handler(handler, problem)
+        # A served method (its handler exists), so the label stays bounded.
+        return _rejecting_handler(handler, method.rsplit("/", 1)[-1], problem)
