@@ -183,6 +183,7 @@ def test_a_client_that_does_not_trust_the_server_certificate_fails(tls_server: S
     assert failed.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
+@requires_espeak
 def test_the_async_client_speaks_tls_with_a_token(
     tls_server: ServerThread, pki: Pki, speech: tuple[bytes, int]
 ) -> None:
