@@ -76,7 +76,8 @@ def scene(rng: random.Random, sentences: list[str]) -> tuple[np.ndarray, list[tu
 def model_events(updates: list[Update]) -> list[tuple[float, float]]:
     """(begin, end) per utterance from the server's voice activity tracker."""
     voice = VoiceActivity()
-    begins, ends = [], []
+    begins: list[float] = []
+    ends: list[float] = []
     for update in updates:
         for event, ms in voice.events(update):
             (begins if event == 2 else ends).append(ms / 1000)

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 from asr_client.api.asr.v1 import asr_pb2, asr_pb2_grpc
@@ -14,10 +14,11 @@ from asr_client.api.asr.v1 import asr_pb2, asr_pb2_grpc
 from server import metrics
 from server.api.admission import Admission
 from server.api.audio import BYTES_PER_SAMPLE, AudioDecoder, AudioFormatError
+from server.api.channels import ChannelStream, merged_updates
 from server.api.containers import CONTAINER_FORMATS, ContainerDecoder, container_seconds
-from server.api.convert import duration_ms, model_info, update_to_proto
+from server.api.convert import duration_ms, model_info
 from server.api.errors import RequestError, bounded, count_error, invalid_argument
-from server.api.validation import ValidatedConfig, streaming_options, validate_config
+from server.api.validation import StreamingOptions, ValidatedConfig, streaming_options, validate_config
 from server.api.voice_activity import StreamResponses
 from server.engine.errors import EngineError
 from server.engine.registry import ModelRegistry
@@ -35,29 +36,25 @@ MAX_RECOGNIZE_MESSAGE_BYTES = 16 * 1024 * 1024
 class _RequestResources:
     """What a call opened and must release, filled in as the call proceeds."""
 
-    session: StreamSession | None = None
-    decoder: AudioDecoder | ContainerDecoder | None = None
+    streams: list[ChannelStream] = field(default_factory=list)  # one, or one per audio channel
     reader: asyncio.Task[None] | None = None
     # The `model` label of the call's error metrics, once the request named a model.
     model: str = metrics.NO_MODEL
 
     def finish(self) -> None:
-        """End the stream's audio here, as if the client had half-closed: stop reading, flush what
-        the audio decoder holds, and let the session finalise (finals on drain)."""
+        """End the call's audio here, as if the client had half-closed: stop reading, flush what
+        the audio decoders hold, and let the sessions finalise (finals on drain)."""
         if self.reader is not None:
             self.reader.cancel()  # suspended at an await: it touches nothing after this
-        if self.session is not None and self.decoder is not None:
-            self.session.accept_audio(self.decoder.flush())
-            self.session.finish()
+        for stream in self.streams:
+            stream.finish()
 
     def release(self) -> None:
         if self.reader is not None:
             self.reader.cancel()
-        if self.session is not None:
+        for stream in self.streams:
             # Frees the stream's slot at once, also when the client went away.
-            self.session.close()
-        if self.decoder is not None:
-            self.decoder.close()
+            stream.release()
 
 
 class RecognizerServicer(asr_pb2_grpc.RecognizerServicer):
@@ -87,18 +84,18 @@ class RecognizerServicer(asr_pb2_grpc.RecognizerServicer):
             # Voice activity comes from the partial results, so the decoder makes them then.
             interim = options.interim_results or options.tracks_voice
             validated = validate_config(streaming_config.config, self.registry, interim)
-            session = resources.session = self._open_session(validated)
-            decoder = resources.decoder = _decoder(validated)
-            shaped = StreamResponses(options)
-            session.step_listener = shaped.timeout_listener(resources.finish)
-            resources.reader = asyncio.create_task(_pump_audio(request_iterator, decoder, session, self.idle_timeout_s))
-            async for update in session.updates():
-                for response in shaped.of(update):
+            streams = self._open_streams(validated, options, resources)
+            for stream in streams:
+                stream.session.step_listener = stream.shaped.timeout_listener(stream.finish)
+            resources.reader = asyncio.create_task(_pump_audio(request_iterator, streams, self.idle_timeout_s))
+            async for stream, update in merged_updates(streams):
+                for response in stream.responses(update):
                     yield response
-                if shaped.done:
-                    return  # single utterance: the call ends OK; the reader and session are released
-            for response in shaped.closing():
-                yield response
+                if stream.shaped.done:
+                    return  # single utterance: the call ends OK; the reader and sessions are released
+            for stream in streams:
+                for response in stream.shaped.closing():
+                    yield response
 
     # -- Recognize ---------------------------------------------------------------------------
     async def Recognize(  # noqa: N802 (gRPC method name)
@@ -108,14 +105,14 @@ class RecognizerServicer(asr_pb2_grpc.RecognizerServicer):
             resources.model = _model_label(self.registry, request.config.model)
             validated = validate_config(request.config, self.registry, interim_results=False)
             _check_recognize_audio(request.audio_content, validated)
-            session = resources.session = self._open_session(validated)
-            decoder = resources.decoder = _decoder(validated)
-            await _feed(request.audio_content, decoder, session)
-            session.accept_audio(decoder.flush())
-            session.finish()
+            streams = self._open_streams(validated, StreamingOptions(), resources)
+            for stream in streams:
+                await _feed(request.audio_content, stream.decoder, stream.session)
+                stream.finish()
             response = asr_pb2.RecognizeResponse()
-            async for update in session.updates():
-                response.results.extend(update_to_proto(update).results)
+            async for stream, update in merged_updates(streams):
+                for part in stream.responses(update):
+                    response.results.extend(part.results)
                 response.audio_processed.CopyFrom(duration_ms(update.audio_processed_ms))
             return response
         raise AssertionError("unreachable: a failed request aborts the call")
@@ -173,6 +170,18 @@ class RecognizerServicer(asr_pb2_grpc.RecognizerServicer):
         )
 
     # -- helpers -----------------------------------------------------------------------------
+    def _open_streams(
+        self, validated: ValidatedConfig, options: StreamingOptions, resources: _RequestResources
+    ) -> list[ChannelStream]:
+        """The call's recognition streams (one per audio channel with per-channel recognition),
+        each added to ``resources`` as it opens, so that a failure releases those already open."""
+        audio = validated.audio
+        for channel in range(audio.channels) if audio.per_channel else [None]:
+            session = self._open_session(validated)
+            decoder = _decoder(validated, channel)
+            resources.streams.append(ChannelStream(channel or 0, session, decoder, StreamResponses(options)))
+        return resources.streams
+
     def _open_session(self, validated: ValidatedConfig) -> StreamSession:
         try:
             return validated.engine.open_session(validated.options)
@@ -240,22 +249,21 @@ async def _next_request(
         ) from None
 
 
-def _decoder(validated: ValidatedConfig) -> AudioDecoder | ContainerDecoder:
+def _decoder(validated: ValidatedConfig, channel: int | None = None) -> AudioDecoder | ContainerDecoder:
+    """The audio decoder of the stream of ``channel`` (None: the configured selection or downmix)."""
     audio, target_rate = validated.audio, validated.engine.model.config.sample_rate
+    selected = audio.selected_channel if channel is None else channel
     if audio.encoding in CONTAINER_FORMATS:
-        return ContainerDecoder(audio.encoding, audio.sample_rate, audio.selected_channel, target_rate)
-    return AudioDecoder(audio.encoding, audio.sample_rate, audio.channels, audio.selected_channel, target_rate)
+        return ContainerDecoder(audio.encoding, audio.sample_rate, selected, target_rate)
+    return AudioDecoder(audio.encoding, audio.sample_rate, audio.channels, selected, target_rate)
 
 
 async def _pump_audio(
-    requests: AsyncIterator[asr_pb2.StreamingRecognizeRequest],
-    decoder: AudioDecoder | ContainerDecoder,
-    session: StreamSession,
-    idle_timeout_s: float,
+    requests: AsyncIterator[asr_pb2.StreamingRecognizeRequest], streams: list[ChannelStream], idle_timeout_s: float
 ) -> None:
-    """Read the client's audio into the session until the client half-closes.
+    """Read the client's audio into the call's streams until the client half-closes.
 
-    Backpressure: while the model is far behind this stream, no more is read, and gRPC flow
+    Backpressure: while the model is far behind a stream, no more is read, and gRPC flow
     control slows the client.
     """
     try:
@@ -264,17 +272,23 @@ async def _pump_audio(
             if kind == "streaming_config":
                 raise invalid_argument("streaming_config may only be sent in the first request of a stream")
             if kind is not None:
-                await _feed(request.audio_content, decoder, session)
-        session.accept_audio(decoder.flush())
-        session.finish()
+                for stream in streams:
+                    await _feed(request.audio_content, stream.decoder, stream.session)
+        for stream in streams:
+            stream.finish()
     except AudioFormatError as error:
-        session.fail(invalid_argument(str(error)))
+        _fail(streams, invalid_argument(str(error)))
     except RequestError as error:
-        session.fail(error)
+        _fail(streams, error)
     except asyncio.CancelledError:
         raise
     except Exception as error:  # e.g. the client's stream broke
-        session.fail(RequestError(grpc.StatusCode.CANCELLED, f"reading the request stream failed: {error}"))
+        _fail(streams, RequestError(grpc.StatusCode.CANCELLED, f"reading the request stream failed: {error}"))
+
+
+def _fail(streams: list[ChannelStream], error: RequestError) -> None:
+    for stream in streams:
+        stream.session.fail(error)
 
 
 async def _abort(context: grpc.aio.ServicerContext, model: str, method: str, error: RequestError) -> None:

@@ -32,6 +32,7 @@ class AudioFormat:
     sample_rate: int
     channels: int
     selected_channel: int | None
+    per_channel: bool = False  # each channel recognised as its own stream
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,11 @@ def _audio_format(config: asr_pb2.RecognitionConfig) -> AudioFormat:
             f"selected_channel {selected} does not exist in audio with {channels} channel(s) "
             f"(valid: 0 to {channels - 1})"
         )
-    return AudioFormat(encoding, rate, channels, selected)
+    if config.separate_recognition_per_channel and selected is not None:
+        raise invalid_argument(
+            "separate_recognition_per_channel recognises every channel: leave selected_channel unset"
+        )
+    return AudioFormat(encoding, rate, channels, selected, config.separate_recognition_per_channel and channels > 1)
 
 
 def _languages(requested: list[str], supported: list[str], model_name: str) -> list[str]:
@@ -137,7 +142,6 @@ def _reject_unimplemented(config: asr_pb2.RecognitionConfig) -> None:
         "max_alternatives above 1": config.max_alternatives > 1,
         "enable_word_confidence": config.enable_word_confidence,
         "speech_contexts": len(config.speech_contexts) > 0,
-        "separate_recognition_per_channel": config.separate_recognition_per_channel,
     }
     _refuse([name for name, asked in unimplemented.items() if asked])
 
