@@ -14,6 +14,7 @@ from asr_client.api.asr.v1 import asr_pb2
 from server.api.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 from server.api.containers import CONTAINER_FORMATS
 from server.api.errors import invalid_argument, shown
+from server.api.search_options import max_alternatives
 from server.engine.decoder import StreamOptions
 from server.engine.endpoint import DEFAULT_MAX_UTTERANCE_MS, DEFAULT_TRAILING_SILENCE_MS, EndpointConfig
 from server.engine.engine import Engine
@@ -77,6 +78,8 @@ def validate_config(
         language_weights=weights,
         language_code=language_code,
         multi_talker=config.multi_talker,
+        max_alternatives=max_alternatives(config),
+        word_confidence=config.enable_word_confidence,
     )
     return ValidatedConfig(engine, audio, options)
 
@@ -139,8 +142,6 @@ def _languages(requested: list[str], supported: list[str], model_name: str) -> l
 def _reject_unimplemented(config: asr_pb2.RecognitionConfig) -> None:
     """Options of asr.v1 this server does not implement yet: refused, never silently ignored."""
     unimplemented = {
-        "max_alternatives above 1": config.max_alternatives > 1,
-        "enable_word_confidence": config.enable_word_confidence,
         "speech_contexts": len(config.speech_contexts) > 0,
     }
     _refuse([name for name, asked in unimplemented.items() if asked])

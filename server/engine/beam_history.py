@@ -2,17 +2,20 @@
 
 The search returns what each step added (``BeamUpdate``); this keeps the K token histories
 it extends, their scores, and the CTC head's frames of the utterance for the final's
-rescoring. At a final result it asks ``rescoring.final_hypothesis`` which hypothesis to send,
-the same call whole-utterance decoding makes.
+rescoring. At a final result it ranks them by ``rescoring.final_scores`` (the scores
+``final_hypothesis``, the call whole-utterance decoding makes, chooses by): the first is the
+final, the rest its alternatives.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
 from server.model.tokenizer import Tokenizer
 from server.search.hypotheses import BeamUpdate, Hypothesis, best_index, relink
-from server.search.rescoring import Rescorer, final_hypothesis
+from server.search.rescoring import Rescorer, final_scores
 
 # Encoder frames of CTC log-probabilities a stream keeps for its final's rescoring (60 s at
 # 40 ms, 1.5 MB with 256 tokens); an utterance longer than that is finalised without them.
@@ -50,19 +53,27 @@ class BeamHistory:
         """The hypothesis with the best search score (what partial results show)."""
         return [] if self._hypotheses is None else self._hypotheses[best_index(self._scores)]
 
-    def final(self) -> Hypothesis:
-        """The hypothesis to finalise: the rescorer's choice when there is one."""
+    def live(self) -> list[tuple[Hypothesis, float]]:
+        """The live hypotheses with their search scores, in beam order (unused slots left out)."""
         if self._hypotheses is None:
             return []
-        if self._rescorer is None:
-            return self.best()
-        ctc = torch.cat(self._ctc_chunks) if self._ctc_chunks else None
-        index = final_hypothesis(
-            self._hypotheses,
-            self._scores,
-            self._rescorer,
-            self._tokenizer.decode,
-            ctc,
-            self._tokenizer.blank_id,
-        )
-        return self._hypotheses[index]
+        return [(h, s) for h, s in zip(self._hypotheses, self._scores, strict=True) if math.isfinite(s)]
+
+    def final(self) -> Hypothesis:
+        """The hypothesis to finalise: the rescorer's choice when there is one."""
+        ranked = self.ranked()
+        return ranked[0][0] if ranked else []
+
+    def ranked(self) -> list[tuple[Hypothesis, float]]:
+        """The live hypotheses with their final scores, best first (the first of equals first):
+        the rescorer's scores when there is one, else the search's."""
+        if self._hypotheses is None:
+            return []
+        scores = self._scores
+        if self._rescorer is not None:
+            ctc = torch.cat(self._ctc_chunks) if self._ctc_chunks else None
+            scores = final_scores(
+                self._hypotheses, scores, self._rescorer, self._tokenizer.decode, ctc, self._tokenizer.blank_id
+            )
+        order = sorted(range(len(scores)), key=lambda k: -scores[k])  # stable: equals keep beam order
+        return [(self._hypotheses[k], scores[k]) for k in order if math.isfinite(scores[k])]

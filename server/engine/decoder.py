@@ -18,6 +18,7 @@ import torch
 from server.engine.batch import StreamStepOutput, Window, WindowStart
 from server.engine.beam_history import BeamHistory
 from server.engine.endpoint import EndpointConfig, UtteranceSpan, endpoint_rule
+from server.engine.nbest import NbestOptions, final_results, partial_stability
 from server.engine.transcript import Result, Utterance, utterance_results
 from server.model.frames import fbank_frames_per_second
 from server.model.frontend import FbankStream
@@ -38,6 +39,9 @@ class StreamOptions:
     # Reported in results when known (one language selected, or a monolingual model).
     language_code: str = ""
     multi_talker: bool = False
+    # Finals: up to this many distinct transcripts (N-best), and word confidences (with word_times).
+    max_alternatives: int = 1
+    word_confidence: bool = False
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,7 @@ class StreamDecoder:
         self._windows = FeatureWindows(model.feature_window, model.feature_shift, model.config.features.num_mel_bins)
         self._final_windows: list[tuple[np.ndarray, int]] | None = None  # set at end of input
         self._rules = options.endpoint.rules()
+        self._nbest = NbestOptions(options.max_alternatives, options.word_confidence, options.word_times)
         # The word LM knows one talker's sentences: multi-talker finals keep the search's best.
         self._history = BeamHistory(model.tokenizer, None if options.multi_talker else search.final_rescorer)
         self._next_start = WindowStart.NEW_STREAM
@@ -192,8 +197,16 @@ class StreamDecoder:
         return self.model.config.languages[self.model.utterance_language(tokens, mask)]
 
     def _finalise(self) -> list[Result]:
-        self._utterance = self._utterance_of(self._history.final())
-        results = self._results(is_final=True)
+        ranked = self._history.ranked()
+        self._utterance = self._utterance_of(ranked[0][0] if ranked else [])
+        results = final_results(
+            self._results(is_final=True),
+            ranked,
+            self.model.tokenizer,
+            self._nbest,
+            frame_shift_ms=self._frame_ms,
+            multi_talker=self.options.multi_talker,
+        )
         if results:
             self._utterance_index += 1
         self._history.reset()
@@ -213,4 +226,5 @@ class StreamDecoder:
         if signature == self._last_partial:
             return []
         self._last_partial = signature
-        return self._results(is_final=False)
+        results = self._results(is_final=False)
+        return partial_stability(results, self._history.live(), self.model.tokenizer, self.options.multi_talker)

@@ -32,6 +32,18 @@ class Word:
     text: str
     start_ms: int
     end_ms: int
+    # In (0, 1] when word confidence was asked for (finals), else 0.
+    confidence: float = 0.0
+
+
+@dataclass(frozen=True)
+class Alternative:
+    """A final's second, third, ... best distinct transcript of one channel (N-best)."""
+
+    transcript: str
+    words: tuple[Word, ...]
+    confidence: float
+    tokens: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -48,6 +60,12 @@ class Result:
     language_code: str = ""
     # The (token_id, frame) pairs the result was made from (not sent to clients).
     tokens: tuple[tuple[int, int], ...] = ()
+    # Finals: the posterior probability of the transcript, in (0, 1]; partials: 0.
+    confidence: float = 0.0
+    # Partials: how likely the transcript is to stay (a word prefix of the final), 0 to 1; finals: 0.
+    stability: float = 0.0
+    # Finals with max_alternatives > 1: the next best distinct transcripts, best first.
+    alternatives: tuple[Alternative, ...] = ()
 
 
 @dataclass

@@ -184,6 +184,31 @@ def ctc_sequence_log_probs(log_probs: Tensor, hypotheses: Sequence[Sequence[int]
     return torch.where(torch.isfinite(losses), -losses, torch.tensor(float("-inf")))
 
 
+def final_scores(
+    hypotheses: Sequence[Sequence[tuple[int, int]]],
+    search_scores: Sequence[float],
+    rescorer: Rescorer | None,
+    decode: Callable[[list[int]], str],
+    ctc_log_probs: Tensor | None = None,
+    blank_id: int = 0,
+) -> list[float]:
+    """The K scores a stream's final is chosen by (-inf: an unused beam slot).
+
+    Without a ``rescorer``, the search scores; with one, the word LM's and (when the rescorer
+    has a ``ctc_weight`` and ``ctc_log_probs`` (T, V) of the utterance's frames are given) the
+    CTC head's terms added. ``decode`` turns token ids into text (the model's tokenizer). The
+    N-best list and its confidences are ranked by these too, so they agree with the final.
+    """
+    if rescorer is None:
+        return list(search_scores)
+    token_lists = [[token for token, _ in hypothesis] for hypothesis in hypotheses]
+    sentences = rescorer.lm.sentence_scores([decode(tokens) for tokens in token_lists])
+    ctc_scores = None
+    if rescorer.uses_ctc and ctc_log_probs is not None and ctc_log_probs.shape[0] > 0:
+        ctc_scores = ctc_sequence_log_probs(ctc_log_probs, token_lists, blank_id)
+    return rescorer.scores(search_scores, sentences, ctc_scores).tolist()
+
+
 def final_hypothesis(
     hypotheses: Sequence[Sequence[tuple[int, int]]],
     search_scores: Sequence[float],
@@ -192,19 +217,10 @@ def final_hypothesis(
     ctc_log_probs: Tensor | None = None,
     blank_id: int = 0,
 ) -> int:
-    """Which of a stream's K hypotheses ((token, frame) lists) becomes its final result.
+    """Which of a stream's K hypotheses ((token, frame) lists) becomes its final result: the
+    best of ``final_scores`` (the first of equals).
 
-    Without a ``rescorer``, the best search score; with one, the word LM decides, and the
-    CTC head too when the rescorer has a ``ctc_weight`` and ``ctc_log_probs`` (T, V) of the
-    utterance's frames are given. ``decode`` turns token ids into text (the model's
-    tokenizer). The server's sessions, whole-utterance decoding and the tests all choose
-    here, so they cannot disagree.
+    The server's sessions, whole-utterance decoding and the tests all choose here, so they
+    cannot disagree.
     """
-    if rescorer is None:
-        return best_index(search_scores)
-    token_lists = [[token for token, _ in hypothesis] for hypothesis in hypotheses]
-    sentences = rescorer.lm.sentence_scores([decode(tokens) for tokens in token_lists])
-    ctc_scores = None
-    if rescorer.uses_ctc and ctc_log_probs is not None and ctc_log_probs.shape[0] > 0:
-        ctc_scores = ctc_sequence_log_probs(ctc_log_probs, token_lists, blank_id)
-    return rescorer.best(search_scores, sentences, ctc_scores)
+    return best_index(final_scores(hypotheses, search_scores, rescorer, decode, ctc_log_probs, blank_id))
