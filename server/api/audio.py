@@ -135,8 +135,12 @@ class AudioDecoder:
         self._pending = b""
 
     def _resample(self, mono: np.ndarray, last: bool) -> np.ndarray:
-        if self._resampler is None:
-            return mono
-        if mono.size == 0 and not last:
-            return mono
-        return np.asarray(self._resampler.resample_chunk(mono, last=last), dtype=np.float32)
+        return resample_chunk(self._resampler, mono, last)
+
+
+def resample_chunk(resampler: soxr.ResampleStream | None, mono: np.ndarray, last: bool) -> np.ndarray:
+    """The next piece of a stream's resampled audio (``resampler`` None: no resampling); ``last``
+    flushes the resampler's delay line."""
+    if resampler is None or (mono.size == 0 and not last):
+        return mono
+    return np.asarray(resampler.resample_chunk(mono, last=last), dtype=np.float32)

@@ -20,7 +20,7 @@ import soundfile as sf
 import soxr
 from asr_client.api.asr.v1 import asr_pb2
 
-from server.api.audio import AudioFormatError
+from server.api.audio import AudioFormatError, resample_chunk
 
 # 64 MiB: about an hour of 16-kHz FLAC, several hours of Opus.
 MAX_CONTAINER_BYTES = 64 * 1024 * 1024
@@ -176,7 +176,7 @@ class ContainerDecoder:
                 self._check_complete(audio)
         frames = np.concatenate(blocks) if blocks else np.zeros((0, max(1, self.channels)), np.float32)
         mono = frames[:, self.selected_channel] if self.selected_channel is not None else frames.mean(axis=1)
-        return self._resample(np.ascontiguousarray(mono, dtype=np.float32), last)
+        return resample_chunk(self._resampler, np.ascontiguousarray(mono, dtype=np.float32), last)
 
     def _check_whole_pages(self) -> None:
         """At the end of an Ogg stream: its last page must have arrived whole."""
@@ -196,13 +196,6 @@ class ContainerDecoder:
                 f"the FLAC stream ends inside a frame ({self._frames_done} of the {audio.frames} samples "
                 "its header announces decoded): send the whole file"
             )
-
-    def _resample(self, mono: np.ndarray, last: bool) -> np.ndarray:
-        if self._resampler is None:
-            return mono
-        if mono.size == 0 and not last:
-            return mono
-        return np.asarray(self._resampler.resample_chunk(mono, last=last), dtype=np.float32)
 
 
 def _reason(error: Exception) -> str:
