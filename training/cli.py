@@ -9,6 +9,7 @@ import sys
 from training import average, bundle, curve, evaluate, fit, lm, model_card, synth, tune_rescoring
 from training.devsets import asterisk_fr
 from training.multilingual import synth_multi
+from training.tsot import mix as mix_tsot
 from training.whisper import convert as convert_whisper
 
 
@@ -18,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, module, help_text in [
         ("synth", synth, "synthesize a speech data set with espeak-ng (manifest + audio)"),
         ("synth-multi", synth_multi, "synthesize the five-language data set (all engines, augmented; resumable)"),
+        ("mix-tsot", mix_tsot, "two-talker t-SOT mixtures of a single-talker manifest (CTC-aligned, <cc> targets)"),
         ("fit", fit, "train a streaming Conformer-Transducer"),
         ("average", average, "average the weights of a run's snapshots (or any checkpoints of one run)"),
         ("bundle", bundle, "turn a training checkpoint (with its CTC head) into a model directory"),
