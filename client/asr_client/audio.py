@@ -3,13 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 BYTES_PER_SAMPLE = 2  # LINEAR16
+
+# Leading bytes of the containers that arrive on stdin instead of raw samples: WAV (RIFF and
+# RF64), FLAC and Ogg (Vorbis, Opus, FLAC in Ogg). Raw PCM that happens to start so is unlikely.
+CONTAINER_SIGNATURES = {b"RIFF": "WAV", b"RF64": "WAV", b"fLaC": "FLAC", b"OggS": "Ogg"}
+SIGNATURE_BYTES = 4
+
+
+class Readable(Protocol):
+    """What the stream readers need: ``read`` of up to ``size`` bytes, b"" at end of file."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+class AudioDecodeError(RuntimeError):
+    """Audio that soundfile cannot decode; the message is libsndfile's reason."""
 
 
 @dataclass(frozen=True)
@@ -28,12 +44,34 @@ class PcmAudio:
 def read_audio_file(path: str | Path) -> PcmAudio:
     """Read any format soundfile (libsndfile) reads as LINEAR16 at the file's own rate.
 
-    The server resamples, so the audio is sent at its native rate and channel count.
+    The server resamples, so the audio is sent at its native rate and channel count. A file
+    that cannot be opened raises ``OSError`` (``FileNotFoundError``, ...); one that is not audio
+    soundfile knows, ``AudioDecodeError``.
     """
+    # Opened here so that a missing file is a FileNotFoundError, not libsndfile's "System error".
+    with open(path, "rb") as file:
+        return _decode(file)
+
+
+def decode_audio(data: bytes) -> PcmAudio:
+    """A whole audio file's bytes (WAV, FLAC, Ogg, ...: what soundfile reads) as LINEAR16."""
+    return _decode(io.BytesIO(data))
+
+
+def container_format(header: bytes) -> str | None:
+    """The container whose signature ``header`` starts with (``CONTAINER_SIGNATURES``), or None."""
+    return CONTAINER_SIGNATURES.get(header[:SIGNATURE_BYTES])
+
+
+def _decode(file: BinaryIO) -> PcmAudio:
     import numpy as np
     import soundfile
 
-    samples, sample_rate = soundfile.read(str(path), dtype="int16", always_2d=True)
+    try:
+        samples, sample_rate = soundfile.read(file, dtype="int16", always_2d=True)
+    except soundfile.LibsndfileError as error:
+        # Its own message names the Python file object; the reason is what a user can act on.
+        raise AudioDecodeError(error.error_string) from None
     return PcmAudio(np.ascontiguousarray(samples).astype("<i2").tobytes(), int(sample_rate), samples.shape[1])
 
 
@@ -49,20 +87,37 @@ def split_chunks(data: bytes, chunk_bytes: int) -> Iterator[bytes]:
         yield data[start : start + chunk_bytes]
 
 
-def read_stream_chunks(stream: BinaryIO, chunk_bytes: int) -> Iterator[bytes]:
-    """Chunks of a binary stream (e.g. stdin) as they arrive, until end of file.
+def read_stream_chunks(
+    stream: Readable, chunk_bytes: int, sample_bytes: int = BYTES_PER_SAMPLE, prefix: bytes = b""
+) -> Iterator[bytes]:
+    """Chunks of ``prefix`` then a binary stream (e.g. stdin) as they arrive, until end of file.
 
-    Reads whole chunks so that LINEAR16 chunks never split a sample, except possibly the
-    last one of a truncated stream, which is trimmed to whole samples.
+    One read per chunk, of at most ``chunk_bytes``: from an unbuffered pipe a read returns what
+    has arrived, so live audio goes out as soon as it comes. Chunks are cut to whole samples of
+    ``sample_bytes`` (the remainder opens the next chunk); a partial sample at the very end is
+    dropped.
     """
+    pending = bytearray(prefix)
     while True:
-        chunk = stream.read(chunk_bytes)
-        if not chunk:
+        data = stream.read(max(sample_bytes, chunk_bytes - len(pending)))
+        if not data:
             return
-        if len(chunk) % BYTES_PER_SAMPLE:
-            chunk = chunk[: len(chunk) - len(chunk) % BYTES_PER_SAMPLE]
-        if chunk:
-            yield chunk
+        pending += data
+        whole = len(pending) - len(pending) % sample_bytes
+        if whole:
+            yield bytes(pending[:whole])
+            del pending[:whole]
+
+
+def read_up_to(stream: Readable, size: int) -> bytes:
+    """Up to ``size`` bytes of ``stream``: fewer only at end of file."""
+    data = bytearray()
+    while len(data) < size:
+        more = stream.read(size - len(data))
+        if not more:
+            break
+        data += more
+    return bytes(data)
 
 
 def paced(chunks: Iterable[bytes], bytes_per_second: float, speed: float | None) -> Iterator[bytes]:

@@ -1,32 +1,41 @@
 """``asr``: transcribe files or stdin with a streaming ASR server, list its models.
 
 asr transcribe call.wav meeting.flac --server asr.internal:50051
-arecord -f S16_LE -r 16000 -c 1 | asr transcribe - --rate 16000
+arecord -f S16_LE -r 16000 -c 1 | asr transcribe -          # a WAV on a pipe streams as it arrives
+arecord -f S16_LE -r 16000 -c 1 -t raw | asr transcribe - --rate 16000
+sox call.wav -t raw -e mu-law -r 8000 - | asr transcribe - --encoding mulaw --rate 8000
+curl -s https://example.com/talk.flac | asr transcribe -    # FLAC, Ogg: decoded once all arrived
 asr transcribe call.wav --json | jq .text
+asr transcribe talk.wav --format srt > talk.srt
 asr models
+
+Ctrl-C: the first ends the audio there (the stream half-closes and its last results still
+print; exit status 130), the second quits at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterable
 
 import grpc
 from rich.console import Console
 
+from asr_client import __version__
 from asr_client.api.asr.v1 import asr_pb2
-from asr_client.audio import (
-    BYTES_PER_SAMPLE,
-    chunk_size_bytes,
-    paced,
-    read_audio_file,
-    read_stream_chunks,
-    split_chunks,
-)
+from asr_client.audio import AudioDecodeError, paced
 from asr_client.client import DEFAULT_SERVER, AsrClient, recognition_config
-from asr_client.output import print_json_stream, print_models, print_text_stream
+from asr_client.interrupt import StopOnInterrupt, until_stopped
+from asr_client.output import Labels, print_json_stream, print_models, print_subtitle_stream, print_text_stream
+from asr_client.sources import RAW_ENCODINGS, AudioSource, RawFormat, file_source, stdin_stream, stream_source
+from asr_client.subtitles import FORMATS as SUBTITLE_FORMATS
+
+OUTPUT_FORMATS = ("text", "json", *SUBTITLE_FORMATS)
+INTERRUPTED = 130  # the shell's status for a process ended by SIGINT
 
 
 def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,109 +81,233 @@ def _parser() -> argparse.ArgumentParser:
     _add_connection_arguments(common)
 
     parser = argparse.ArgumentParser(prog="asr", description="Streaming speech recognition client.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__} (asr-client)")
     commands = parser.add_subparsers(dest="command", required=True)
 
     transcribe = commands.add_parser(
         "transcribe",
         parents=[common],
-        help="transcribe audio files (any format soundfile reads) or raw PCM on stdin",
+        help="transcribe audio files (any format soundfile reads) or audio on stdin",
         description="Stream audio files to the server and print their transcripts. On a terminal, "
         "partial results update in place and final results are printed line by line. With --json, "
         "one JSON object per server response, then per file a line whose 'text' holds the whole "
-        "final transcript.",
+        "final transcript; with --format srt or vtt, subtitles. Ctrl-C ends the audio there (the "
+        "last results still print, exit status 130); a second Ctrl-C quits at once.",
     )
-    transcribe.add_argument("files", nargs="+", metavar="FILE", help="audio file, or - for raw LINEAR16 on stdin")
+    transcribe.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="audio file, or - for stdin: raw samples as --encoding, --rate and --channels say, or a "
+        "WAV, FLAC or Ogg file, told by its header (a WAV of 16-bit PCM, mu-law or A-law streams as it "
+        "arrives; others are decoded once they have all arrived)",
+    )
     pace = transcribe.add_mutually_exclusive_group()
     pace.add_argument("--realtime", action="store_true", help="send audio at real-time speed")
-    pace.add_argument("--speed", type=float, metavar="X", help="send audio at X times real time")
+    pace.add_argument("--speed", type=_positive_float, metavar="X", help="send audio at X times real time")
     transcribe.add_argument(
-        "--chunk-ms", type=float, default=100.0, metavar="N", help="audio per request (default: %(default)g)"
+        "--chunk-ms", type=_positive_float, default=100.0, metavar="N", help="audio per request (default: %(default)g)"
+    )
+    transcribe.add_argument(
+        "--format",
+        choices=OUTPUT_FORMATS,
+        help="text (the default), json (as --json), or srt/vtt subtitles from the final results "
+        "(timed by their words; one FILE)",
     )
     transcribe.add_argument("--languages", metavar="en,de", help="comma-separated languages the speech may be in")
     transcribe.add_argument(
         "--multi-talker", action="store_true", help="separate overlapping speakers into virtual channels"
     )
     transcribe.add_argument("--model", default="", help="model name (default: the server's default model)")
-    transcribe.add_argument("--words", action="store_true", help="request word time offsets")
+    transcribe.add_argument(
+        "--words", action="store_true", help="word time offsets: in text mode a line of word times after each final"
+    )
+    channels = transcribe.add_mutually_exclusive_group()
+    channels.add_argument(
+        "--channel",
+        type=_non_negative_int,
+        metavar="N",
+        help="recognise only channel N (0-based) of multi-channel audio (the API's selected_channel)",
+    )
+    channels.add_argument(
+        "--per-channel",
+        action="store_true",
+        help="recognise each channel on its own; results are labelled with their channel "
+        "(separate_recognition_per_channel)",
+    )
+    transcribe.add_argument(
+        "--encoding",
+        choices=tuple(RAW_ENCODINGS),
+        default="linear16",
+        help="encoding of raw samples on stdin (default: %(default)s)",
+    )
     transcribe.add_argument(
         "--rate",
-        type=int,
+        type=_positive_int,
         default=16000,
         metavar="R",
-        help="sample rate of raw PCM on stdin (default: %(default)d)",
+        help="sample rate of raw samples on stdin (default: %(default)d)",
     )
     transcribe.add_argument(
-        "--channels", type=int, default=1, help="channels of raw PCM on stdin (default: %(default)d)"
+        "--channels", type=_positive_int, default=1, help="channels of raw samples on stdin (default: %(default)d)"
     )
-    transcribe.add_argument("--timeout", type=float, metavar="S", help="deadline per file in seconds")
+    transcribe.add_argument("--timeout", type=_positive_float, metavar="S", help="deadline per file in seconds")
 
     commands.add_parser("models", parents=[common], help="list the server's models")
     return parser
 
 
-def _audio_source(path: str, args: argparse.Namespace) -> tuple[Iterator[bytes], int, int]:
-    """(paced chunks, sample rate, channels) of a file or of stdin ("-")."""
-    speed = 1.0 if args.realtime else args.speed
+def _positive_float(text: str) -> float:
+    """argparse type: a finite number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number; got {text!r}")
+    return value
+
+
+def _int_at_least(text: str, low: int, wanted: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be {wanted}; got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: a whole number above 0."""
+    return _int_at_least(text, 1, "a positive whole number")
+
+
+def _non_negative_int(text: str) -> int:
+    """argparse type: a whole number, 0 or more."""
+    return _int_at_least(text, 0, "0 or more")
+
+
+def _output_format(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str:
+    """What transcribe prints: --format, or json with --json, or text; refuses what cannot be."""
+    if args.json and args.format not in (None, "json"):
+        parser.error(f"--json and --format {args.format} contradict each other")
+    chosen = args.format or ("json" if args.json else "text")
+    if chosen in SUBTITLE_FORMATS and len(args.files) > 1:
+        parser.error(f"--format {chosen} writes the subtitles of one FILE; got {len(args.files)}")
+    return str(chosen)
+
+
+def _error(message: str) -> None:
+    """An error on stderr, on one line whatever its length (scripts and logs read it whole)."""
+    sys.stderr.write("asr: " + " ".join(message.splitlines()) + "\n")
+    sys.stderr.flush()
+
+
+def _reason(error: Exception) -> str:
+    """Why a file could not be read: "No such file or directory", not errno and path again."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return str(error)
+
+
+def _audio_source(path: str, args: argparse.Namespace) -> AudioSource:
+    """A file's audio, or stdin's ("-")."""
     if path == "-":
-        rate, channels = args.rate, args.channels
-        chunk_bytes = chunk_size_bytes(rate, channels, args.chunk_ms)
-        chunks: Iterator[bytes] = read_stream_chunks(sys.stdin.buffer, chunk_bytes)
-    else:
-        audio = read_audio_file(path)
-        rate, channels = audio.sample_rate, audio.channels
-        chunks = split_chunks(audio.data, chunk_size_bytes(rate, channels, args.chunk_ms))
-    return paced(chunks, rate * channels * BYTES_PER_SAMPLE, speed), rate, channels
+        return stream_source(stdin_stream(), RawFormat(args.encoding, args.rate, args.channels), args.chunk_ms)
+    return file_source(path, args.chunk_ms)
 
 
-def _transcribe(args: argparse.Namespace, console: Console, errors: Console) -> int:
+def _stream_config(source: AudioSource, args: argparse.Namespace) -> asr_pb2.StreamingRecognitionConfig:
     languages = [code.strip() for code in (args.languages or "").split(",") if code.strip()]
+    config = recognition_config(
+        source.sample_rate,
+        encoding=source.encoding,
+        audio_channel_count=source.channels,
+        selected_channel=args.channel,
+        separate_recognition_per_channel=args.per_channel,
+        model=args.model,
+        language_codes=languages,
+        multi_talker=args.multi_talker,
+        # Subtitles are timed by the words when the server gives them.
+        enable_word_time_offsets=args.words or args.output in SUBTITLE_FORMATS,
+    )
+    return asr_pb2.StreamingRecognitionConfig(config=config, interim_results=True)
+
+
+def _show(
+    name: str, responses: Iterable[asr_pb2.StreamingRecognizeResponse], args: argparse.Namespace, console: Console
+) -> None:
+    """The responses of one file, as ``args.output`` says."""
+    if args.output == "json":
+        print_json_stream(name, responses, args.multi_talker, sys.stdout, per_channel=args.per_channel)
+    elif args.output in SUBTITLE_FORMATS:
+        print_subtitle_stream(responses, args.output, sys.stdout, Labels(args.multi_talker, args.per_channel))
+    else:
+        show_name = len(args.files) > 1
+        print_text_stream(
+            name,
+            responses,
+            args.multi_talker,
+            console,
+            show_name=show_name,
+            per_channel=args.per_channel,
+            words=args.words,
+        )
+
+
+def _transcribe_file(
+    client: AsrClient, path: str, args: argparse.Namespace, console: Console, stop: threading.Event
+) -> int:
+    """Stream one file (or stdin) and show its results; the exit status it earns (0 or 1)."""
+    name = "<stdin>" if path == "-" else path
+    try:
+        source = _audio_source(path, args)
+    except (OSError, AudioDecodeError) as error:
+        _error(f"cannot read {name}: {_reason(error)}")
+        return 1
+    speed = 1.0 if args.realtime else args.speed
+    chunks = until_stopped(paced(source.chunks, source.bytes_per_second, speed), stop)
+    responses = client.streaming_recognize(chunks, _stream_config(source, args), timeout=args.timeout)
+    try:
+        _show(name, responses, args, console)
+    except grpc.RpcError as error:
+        _error(f"{name}: {error.code().name}: {error.details()}")
+        return 1
+    return 0
+
+
+def _say_stopping() -> None:
+    _error("stopping: the audio ends here, the last results follow (Ctrl-C again to quit)")
+
+
+def _transcribe(args: argparse.Namespace, console: Console) -> int:
     status = 0
-    with _connect(args) as client:
+    with _connect(args) as client, StopOnInterrupt(on_first=_say_stopping) as interrupt:
         for path in args.files:
-            name = "<stdin>" if path == "-" else path
-            try:
-                chunks, rate, channels = _audio_source(path, args)
-            except (OSError, RuntimeError) as error:  # soundfile raises LibsndfileError (a RuntimeError)
-                errors.print(f"asr: cannot read {name}: {error}", markup=False)
-                status = 1
-                continue
-            config = recognition_config(
-                rate,
-                audio_channel_count=channels,
-                model=args.model,
-                language_codes=languages,
-                multi_talker=args.multi_talker,
-                enable_word_time_offsets=args.words,
-            )
-            streaming = asr_pb2.StreamingRecognitionConfig(config=config, interim_results=True)
-            responses = client.streaming_recognize(chunks, streaming, timeout=args.timeout)
-            try:
-                if args.json:
-                    print_json_stream(name, responses, args.multi_talker)
-                else:
-                    show_name = len(args.files) > 1
-                    print_text_stream(name, responses, args.multi_talker, console, show_name=show_name)
-            except grpc.RpcError as error:
-                errors.print(f"asr: {name}: {error.code().name}: {error.details()}", markup=False)
-                status = 1
+            status = max(status, _transcribe_file(client, path, args, console, interrupt.stop))
+            if interrupt.stop.is_set():  # the rest of the files are not sent
+                return INTERRUPTED
     return status
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "transcribe":
+        args.output = _output_format(parser, args)
     console = Console(highlight=False)
-    errors = Console(stderr=True, highlight=False)
     try:
         if args.command == "models":
             with _connect(args) as client:
                 print_models(client.list_models(timeout=30), args.json, console)
             return 0
-        return _transcribe(args, console, errors)
+        return _transcribe(args, console)
     except grpc.RpcError as error:
-        errors.print(f"asr: {error.code().name}: {error.details()}", markup=False)
+        _error(f"{error.code().name}: {error.details()}")
         return 1
     except KeyboardInterrupt:
-        return 130
+        return INTERRUPTED
 
 
 def entry_point() -> None:

@@ -48,6 +48,7 @@ def recognition_config(
     enable_word_time_offsets: bool = False,
     trailing_silence_ms: int = 0,
     max_utterance_ms: int = 0,
+    separate_recognition_per_channel: bool = False,
 ) -> asr_pb2.RecognitionConfig:
     """A ``RecognitionConfig`` from keyword arguments (0 and empty values: server defaults)."""
     config = asr_pb2.RecognitionConfig(
@@ -61,6 +62,7 @@ def recognition_config(
         ),
         language_codes=list(language_codes),
         multi_talker=multi_talker,
+        separate_recognition_per_channel=separate_recognition_per_channel,
     )
     if selected_channel is not None:
         config.selected_channel = selected_channel

@@ -1,10 +1,11 @@
-"""How the CLI shows responses: JSON lines, or text with live partials on a terminal."""
+"""How the CLI shows responses: JSON lines, text with live partials on a terminal, or subtitles."""
 
 from __future__ import annotations
 
 import json
 import sys
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TextIO
 
 from google.protobuf.json_format import MessageToDict
@@ -14,30 +15,62 @@ from rich.table import Table
 from rich.text import Text
 
 from asr_client.api.asr.v1 import asr_pb2
+from asr_client.subtitles import SubtitleWriter, cues_of
+
+
+@dataclass(frozen=True)
+class Labels:
+    """Which labels open a result's line: the speaker (multi-talker), the input channel (per channel)."""
+
+    multi_talker: bool = False
+    per_channel: bool = False
+
+    def of(self, result: asr_pb2.StreamingRecognitionResult) -> str:
+        """ "[channel 1] [speaker 2] " and the like; "" when neither applies."""
+        parts = []
+        if self.per_channel:
+            parts.append(f"[channel {result.audio_channel}] ")
+        if self.multi_talker:
+            parts.append(f"[speaker {result.channel + 1}] ")
+        return "".join(parts)
 
 
 class FileTranscript:
     """The final results of one file, accumulated in order."""
 
     def __init__(self) -> None:
-        self.finals: list[tuple[int, str]] = []  # (channel, transcript)
+        self.results: list[asr_pb2.StreamingRecognitionResult] = []  # finals with a transcript
         self.audio_seconds = 0.0
 
     def add(self, response: asr_pb2.StreamingRecognizeResponse) -> None:
         self.audio_seconds = response.audio_processed.ToTimedelta().total_seconds()
         for result in response.results:
             if result.is_final and result.alternatives and result.alternatives[0].transcript:
-                self.finals.append((result.channel, result.alternatives[0].transcript))
+                self.results.append(result)
+
+    @property
+    def finals(self) -> list[tuple[int, str]]:
+        """(virtual channel, transcript) of each final."""
+        return [(result.channel, result.alternatives[0].transcript) for result in self.results]
 
     @property
     def text(self) -> str:
         return " ".join(text for _, text in self.finals)
 
     def channel_texts(self) -> dict[str, str]:
-        channels: dict[str, list[str]] = {}
-        for channel, text in self.finals:
-            channels.setdefault(str(channel), []).append(text)
-        return {channel: " ".join(texts) for channel, texts in sorted(channels.items())}
+        """The transcript of each virtual (speaker) channel."""
+        return _joined((result.channel, result.alternatives[0].transcript) for result in self.results)
+
+    def audio_channel_texts(self) -> dict[str, str]:
+        """The transcript of each input channel (per-channel recognition)."""
+        return _joined((result.audio_channel, result.alternatives[0].transcript) for result in self.results)
+
+
+def _joined(pairs: Iterable[tuple[int, str]]) -> dict[str, str]:
+    channels: dict[int, list[str]] = {}
+    for channel, text in pairs:
+        channels.setdefault(channel, []).append(text)
+    return {str(channel): " ".join(texts) for channel, texts in sorted(channels.items())}
 
 
 def print_json_stream(
@@ -45,6 +78,8 @@ def print_json_stream(
     responses: Iterable[asr_pb2.StreamingRecognizeResponse],
     multi_talker: bool,
     out: TextIO = sys.stdout,
+    *,
+    per_channel: bool = False,
 ) -> FileTranscript:
     """One JSON object per response, then ``{"file", "text", ...}`` with the whole transcript."""
     transcript = FileTranscript()
@@ -61,14 +96,36 @@ def print_json_stream(
     }
     if multi_talker:
         summary["channels"] = transcript.channel_texts()
+    if per_channel:
+        summary["audio_channels"] = transcript.audio_channel_texts()
     out.write(json.dumps(summary, ensure_ascii=False) + "\n")
     out.flush()
     return transcript
 
 
-def _label(result: asr_pb2.StreamingRecognitionResult, multi_talker: bool) -> str:
+def words_line(result: asr_pb2.StreamingRecognitionResult) -> str | None:
+    """The result's words with their times in seconds ("  hello 0.48-0.72  world 0.72-1.20"), or None."""
+    words = result.alternatives[0].words if result.alternatives else []
+    if not words:
+        return None
+    timed = (
+        f"{w.word} {w.start_time.ToTimedelta().total_seconds():.2f}-{w.end_time.ToTimedelta().total_seconds():.2f}"
+        for w in words
+    )
+    return "  " + "  ".join(timed)
+
+
+def _final_lines(result: asr_pb2.StreamingRecognitionResult, labels: Labels, words: bool) -> list[str]:
     text = result.alternatives[0].transcript if result.alternatives else ""
-    return f"[speaker {result.channel + 1}] {text}" if multi_talker else text
+    lines = [labels.of(result) + text]
+    timed = words_line(result) if words else None
+    if timed is not None:
+        lines.append(timed)
+    return lines
+
+
+def _partial_key(result: asr_pb2.StreamingRecognitionResult) -> tuple[int, int]:
+    return (result.audio_channel, result.channel)
 
 
 def print_text_stream(
@@ -77,9 +134,14 @@ def print_text_stream(
     multi_talker: bool,
     console: Console,
     show_name: bool,
+    *,
+    per_channel: bool = False,
+    words: bool = False,
 ) -> FileTranscript:
-    """Finals as lines; on a terminal the partials of the utterance in progress update in place."""
+    """Finals as lines (with ``words``, a line of word times after each); on a terminal the
+    partials of the utterances in progress update in place."""
     transcript = FileTranscript()
+    labels = Labels(multi_talker, per_channel)
     if show_name:
         console.print(f"[bold]{name}[/bold]")
     if not console.is_terminal:
@@ -87,22 +149,41 @@ def print_text_stream(
             transcript.add(response)
             for result in response.results:
                 if result.is_final:
-                    line = _label(result, multi_talker)
-                    console.print(line, markup=False, highlight=False, soft_wrap=True)
+                    for line in _final_lines(result, labels, words):
+                        console.print(line, markup=False, highlight=False, soft_wrap=True)
         return transcript
-    partials: dict[int, str] = {}
+    partials: dict[tuple[int, int], str] = {}
     with Live(console=console, transient=True, auto_refresh=False) as live:
         for response in responses:
             transcript.add(response)
             for result in response.results:
                 if result.is_final:
-                    partials.pop(result.channel, None)
-                    line = _label(result, multi_talker)
-                    live.console.print(line, markup=False, highlight=False, soft_wrap=True)
+                    partials.pop(_partial_key(result), None)
+                    for line in _final_lines(result, labels, words):
+                        live.console.print(line, markup=False, highlight=False, soft_wrap=True)
                 else:
-                    partials[result.channel] = _label(result, multi_talker)
-            lines = "\n".join(partials[channel] for channel in sorted(partials))
+                    text = result.alternatives[0].transcript if result.alternatives else ""
+                    partials[_partial_key(result)] = labels.of(result) + text
+            lines = "\n".join(partials[key] for key in sorted(partials))
             live.update(Text(lines, style="dim italic"), refresh=True)
+    return transcript
+
+
+def print_subtitle_stream(
+    responses: Iterable[asr_pb2.StreamingRecognizeResponse],
+    fmt: str,
+    out: TextIO = sys.stdout,
+    labels: Labels = Labels(),
+) -> FileTranscript:
+    """SRT or WebVTT cues (``fmt``) from the final results, written as each final arrives."""
+    transcript = FileTranscript()
+    writer = SubtitleWriter(out, fmt)
+    for response in responses:
+        transcript.add(response)
+        for result in response.results:
+            if result.is_final and result.alternatives and result.alternatives[0].transcript:
+                for cue in cues_of(result, labels.of(result)):
+                    writer.write(cue)
     return transcript
 
 
@@ -123,4 +204,15 @@ def print_models(models: list[asr_pb2.ModelInfo], as_json: bool, console: Consol
             f"{model.latency_ms} ms",
             f"{model.num_parameters / 1e6:.1f} M",
         )
-    console.print(table)
+    print_table(table, console)
+
+
+def print_table(table: Table, console: Console) -> None:
+    """``table`` on a terminal as wide as the terminal; elsewhere (a pipe, a file) at its natural
+    width, so that no cell is cut or wrapped to fit the 80 columns rich assumes there."""
+    if console.is_terminal:
+        console.print(table)
+        return
+    natural = console.measure(table, options=console.options.update_width(1_000_000)).maximum
+    # A console renders at most its own width: this one is as wide as the table.
+    Console(file=console.file, width=natural, highlight=False).print(table)
