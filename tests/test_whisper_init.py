@@ -10,7 +10,13 @@ from model_helpers import stream_encoder
 from server.model.config import FeatureConfig
 from server.model.encoder import ConformerEncoder
 from server.model.frontend import FbankStream, compute_fbank
-from training.whisper.init_encoder import WHISPER_FEATURES, load_whisper_weights, whisper_encoder_config
+from training.whisper.init_encoder import (
+    WHISPER_FEATURES,
+    is_whisper_parameter,
+    load_whisper_weights,
+    whisper_encoder_config,
+    whisper_state,
+)
 
 DIMS = {"n_mels": 80, "d_model": 32, "num_heads": 4, "num_layers": 2, "ffn_dim": 64, "n_ctx": 24}
 
@@ -104,3 +110,17 @@ def test_whisper_features_stream_as_they_compute_whole_and_are_scaled_as_whisper
     kaldi = compute_fbank(samples, 16000, FeatureConfig())
     frames = min(len(kaldi), len(whole))
     assert not np.allclose(whole[:frames], kaldi[:frames], atol=0.5)
+
+
+def test_whisper_parameters_are_told_from_the_new_ones() -> None:
+    """fit --pretrained-lr-scale: exactly the weights Whisper gives (not the ones that start silent)."""
+    encoder, tensors = _encoder()
+    given = {
+        f"encoder.{name}"
+        for name, value in whisper_state(encoder, tensors).items()
+        if name in dict(encoder.named_parameters()) and bool(value.abs().sum() > 0) and "relative_keys" not in name
+    }
+    given -= {"encoder.output_norm.weight", "encoder.output_norm.bias"}  # Whisper's, but the output's norm: new role
+    named = {f"encoder.{name}" for name, _ in encoder.named_parameters()}
+    assert {name for name in named if is_whisper_parameter(name)} == given
+    assert not is_whisper_parameter("joiner.output.weight") and not is_whisper_parameter("encoder.layers.0.conv.x")

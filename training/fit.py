@@ -14,6 +14,7 @@ import random
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -40,6 +41,7 @@ from training.objective import sample_mask, transducer_loss
 from training.schedule import learning_rate, training_batches
 from training.trainer_state import BEST, CTC_HEAD_FILE, LATEST, TRAINER_FILE, TrainerInfo, load_trainer, save_trainer
 from training.validation import word_error_rate
+from training.whisper.init_encoder import is_whisper_parameter
 
 __all__ = ["add_arguments", "build_new_model", "run"]
 
@@ -127,6 +129,23 @@ def _freeze(model: StreamingTransducer, num_layers: int) -> None:
             parameter.requires_grad_(False)
 
 
+def _parameter_groups(model: StreamingTransducer, pretrained_scale: float) -> list[dict[str, Any]]:
+    """The trainable parameters as optimizer groups: the new ones at the full rate, then (with a
+    scale other than 1 and a Whisper encoder) Whisper's own weights at ``pretrained_scale`` of it:
+    fine-tuned at the rate the new parts need, Whisper's top blocks lose what they carry (the
+    layer probes of decision 0018)."""
+    new: list[nn.Parameter] = []
+    pretrained: list[nn.Parameter] = []
+    whisper = model.config.encoder.frontend == "whisper" and pretrained_scale != 1.0
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            (pretrained if whisper and is_whisper_parameter(name) else new).append(parameter)
+    groups: list[dict[str, Any]] = [{"params": new, "lr_scale": 1.0}]
+    if pretrained:
+        groups.append({"params": pretrained, "lr_scale": pretrained_scale})
+    return groups
+
+
 def _front_end(args: argparse.Namespace) -> FeatureConfig:
     """The features the model to train reads: its checkpoint's, or a new model's."""
     if args.resume:
@@ -144,7 +163,7 @@ def _set_learning_rate(args: argparse.Namespace, optimizer: torch.optim.Optimize
     if args.schedule_offset:
         lr *= min(1.0, step / 100)  # fresh optimizer moments: ramp up again briefly
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
     return lr
 
 
@@ -198,9 +217,11 @@ def run(args: argparse.Namespace) -> int:
 
     device = _device()
     model, ctc_head = _model_and_ctc_head(args, train, device)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    parameters = trainable + ([] if model.ctc_head is not None else list(ctc_head.parameters()))
-    optimizer = torch.optim.AdamW(parameters, lr=args.lr, weight_decay=1e-3, betas=(0.9, 0.98))
+    groups = _parameter_groups(model, args.pretrained_lr_scale)
+    if model.ctc_head is None:
+        groups[0]["params"] += list(ctc_head.parameters())
+    parameters = [p for group in groups for p in group["params"]]
+    optimizer = torch.optim.AdamW(groups, lr=args.lr, weight_decay=1e-3, betas=(0.9, 0.98))
     info: TrainerInfo = {"step": 0, "best_wer": 1.0, "epoch": 0, "hours_seen": 0.0}
     if args.resume:
         info = load_trainer(exp_dir / LATEST, optimizer)

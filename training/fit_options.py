@@ -55,7 +55,14 @@ def _multilingual_options(group: argparse._ArgumentGroup) -> None:
         type=int,
         default=0,
         help="keep the stem and the first N encoder blocks frozen (with a Whisper encoder their new parts, "
-        "relative positions included, stay at zero: those blocks see no positions)",
+        "relative positions included, stay at zero)",
+    )
+    group.add_argument(
+        "--pretrained-lr-scale",
+        type=float,
+        default=1.0,
+        help="learning rate of the trained Whisper weights (attention, Whisper's FFN, stem) relative to "
+        "--lr; the new parts (macaron FFN, convolution, experts, decoder, joiner, CTC head) get --lr",
     )
     group.add_argument(
         "--language-other-prob", type=float, default=0.25, help="chance each other language joins a training mask"

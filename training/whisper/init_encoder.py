@@ -103,6 +103,18 @@ def whisper_state(encoder: ConformerEncoder, tensors: dict[str, torch.Tensor]) -
     return state
 
 
+def is_whisper_parameter(name: str) -> bool:
+    """Whether a parameter of a Whisper-initialised model (its ``named_parameters`` name) starts
+    as Whisper's: the stem's convolutions and each block's attention (relative keys aside) and
+    second FFN; everything else is new."""
+    if name.startswith("encoder.subsampling.conv"):
+        return True
+    parts = name.split(".")  # encoder.layers.N.<module>.<...>
+    if parts[:2] != ["encoder", "layers"] or len(parts) < 5:
+        return False
+    return (parts[3] == "attention" and parts[4] != "relative_keys") or parts[3] == "ffn2"
+
+
 def load_whisper_weights(encoder: ConformerEncoder, tensors: dict[str, torch.Tensor]) -> None:
     """Initialise ``encoder`` (made with ``whisper_encoder_config``) from Whisper's tensors, in place."""
     state = whisper_state(encoder, tensors)
