@@ -141,3 +141,23 @@ def test_resume_keeps_rows_and_reuses_alignments(mixture_set: Path, model: Strea
     assert len((mixture_set.parent / mix.ALIGNMENTS).read_text().splitlines()) == len(aligned.splitlines())
     with pytest.raises(SystemExit, match="made with"):
         mix.build(sources, mixture_set.parent, 5, seed=4, model=model)
+
+
+def test_eval_multi_talker_reports_cpwer(mixture_set: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """End to end on the tiny set with en-small (one channel only: no figure is asserted)."""
+    from training.cli import main
+
+    assert main(["eval", "--model", str(DEFAULT_MODEL_DIR), "--manifest", str(mixture_set), "--multi-talker"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    summary = json.loads(lines[-1])
+    rows = [json.loads(line) for line in lines[:-1]]
+    assert len(rows) == summary["utterances"] == 4
+    assert all(len(row["hyps"]) == 2 for row in rows)
+    assert summary["cpwer"] >= 0.0 and summary["reference_words"] > 0
+    assert summary["multi_talker_utterances"] == 2
+    single = summary["single_talker"]
+    assert single["utterances"] == 2
+    assert single["wer_multi_talker_on"] >= 0.0 and single["wer_multi_talker_off"] >= 0.0
+    # A model without <cc> never opens a second channel.
+    assert single["second_channel_rate"] == 0.0
+    assert summary["model_multi_talker"] is False

@@ -3,6 +3,10 @@
 Streaming mode decodes through the engine's own per-stream decoder and batch stepper
 (``server.engine.offline``), chunk by chunk with endpointing, as the server does; offline
 mode decodes whole utterances with full context. The last printed line is a JSON summary.
+
+With ``--multi-talker`` (streaming) the rows' per-talker references (``speakers``, e.g. from
+``asr-train mix-tsot``) are scored against the result channels by cpWER
+(``training.tsot.cpwer``), and the single-talker rows also with ``multi_talker`` off.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from server.search.utterances import final_hypotheses, search_utterances
 from training.manifest import Utterance, read_audio, read_manifest
 from training.search_arguments import add_search_arguments, describe_search, search_from_arguments
 from training.text_normalize import normalize_text
+from training.tsot.cpwer import best_permutation, speaker_references
 
 # Audio piece the streaming mode feeds each stream per round (100 ms at 16 kHz), as a client would send.
 STREAM_PIECE_SAMPLES = 1600
@@ -46,6 +51,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--select-language",
         action="store_true",
         help="each utterance with its manifest language selected (language_codes); default: all languages",
+    )
+    parser.add_argument(
+        "--multi-talker",
+        action="store_true",
+        help="t-SOT: cpWER over the result channels against the rows' speakers (streaming mode only)",
     )
     add_search_arguments(parser)
 
@@ -199,13 +209,102 @@ def evaluate(
     return summary
 
 
+# Virtual channels a multi-talker stream's results may carry (``server.engine.transcript``).
+NUM_CHANNELS = 2
+
+
+def channel_transcripts(
+    model: StreamingTransducer,
+    search: Search,
+    manifest: Path,
+    multi_talker: bool,
+    batch_seconds: float = 120.0,
+    rows: set[int] | None = None,
+) -> dict[int, list[str]]:
+    """Per manifest row (or those in ``rows``), the streamed finals of each channel (0, 1), normalized."""
+    transcripts: dict[int, list[str]] = {}
+    number = 0
+    for audio_batch in audio_batches(model, manifest, batch_seconds):
+        chosen = [(number + k, samples) for k, (_, samples) in enumerate(audio_batch)]
+        number += len(audio_batch)
+        chosen = [(n, samples) for n, samples in chosen if rows is None or n in rows]
+        if not chosen:
+            continue
+        options = StreamOptions(interim_results=False, multi_talker=multi_talker)
+        streamed = decode_streams(model, search, [in_pieces(s, STREAM_PIECE_SAMPLES) for _, s in chosen], options)
+        for (n, _), updates in zip(chosen, streamed, strict=True):
+            transcripts[n] = [normalize_text(final_text(updates, channel)) for channel in range(NUM_CHANNELS)]
+    return transcripts
+
+
+def _permuted_scores(references: list[list[str]], hypotheses: list[list[str]]) -> dict:
+    """cpWER terms summed over recordings."""
+    results = [best_permutation(refs, hyps) for refs, hyps in zip(references, hypotheses, strict=True)]
+    errors, words = sum(r.errors for r in results), sum(r.reference_words for r in results)
+    return {"errors": errors, "reference_words": words, "wer": errors / max(1, words)}
+
+
+def evaluate_multi_talker(
+    model: StreamingTransducer, search: Search, manifest: Path, batch_seconds: float = 120.0, print_lines: bool = True
+) -> dict:
+    """cpWER of the streamed channels (``multi_talker`` on) over every row; on the one-talker rows
+    also their WER with ``multi_talker`` on (cpWER: the talker's best channel, any other channel's
+    words inserted) and off (channel 0), and how often a second channel appears."""
+    started = time.perf_counter()
+    references = [[normalize_text(text) for text in refs] for refs in speaker_references(manifest)]
+    on = channel_transcripts(model, search, manifest, True, batch_seconds)
+    single = {n for n, refs in enumerate(references) if len(refs) == 1}
+    off = channel_transcripts(model, search, manifest, False, batch_seconds, rows=single)
+    if print_lines:
+        for n, refs in enumerate(references):
+            print(json.dumps({"refs": refs, "hyps": on[n], "errors": best_permutation(refs, on[n]).errors}))
+    rows = range(len(references))
+    overall = _permuted_scores(references, [on[n] for n in rows])
+    two = [n for n in rows if len(references[n]) > 1]
+    ones = sorted(single)
+    summary = {
+        "cpwer": overall["wer"],
+        "cpwer_errors": overall["errors"],
+        "reference_words": overall["reference_words"],
+        "utterances": len(references),
+        "multi_talker_utterances": len(two),
+        "cpwer_multi_talker_rows": _permuted_scores([references[n] for n in two], [on[n] for n in two])["wer"]
+        if two
+        else None,
+        "single_talker": {
+            "utterances": len(ones),
+            "wer_multi_talker_on": _permuted_scores([references[n] for n in ones], [on[n] for n in ones])["wer"],
+            # Off: one channel, the talker's reference against channel 0 alone.
+            "wer_multi_talker_off": _permuted_scores([references[n] for n in ones], [off[n][:1] for n in ones])["wer"],
+            "second_channel_rate": sum(bool(on[n][1]) for n in ones) / max(1, len(ones)),
+        }
+        if ones
+        else None,
+        "mode": "streaming",
+        "multi_talker": True,
+        "model_multi_talker": model.config.multi_talker,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    return summary
+
+
 def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     model, default_search = load_model_and_search(args.model)
     search = search_from_arguments(model, default_search, args)
-    summary = evaluate(
-        model, search, args.manifest, args.mode == "streaming", args.batch_seconds, select_language=args.select_language
-    )
+    if args.multi_talker:
+        if args.mode != "streaming":
+            raise SystemExit("eval --multi-talker: streaming mode only (channels come from the stream's decoder)")
+        summary = evaluate_multi_talker(model, search, args.manifest, args.batch_seconds)
+    else:
+        summary = evaluate(
+            model,
+            search,
+            args.manifest,
+            args.mode == "streaming",
+            args.batch_seconds,
+            select_language=args.select_language,
+        )
     summary["search"] = describe_search(search)
     summary["model"] = model.config.name
     print(json.dumps(summary))
