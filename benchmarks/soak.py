@@ -43,7 +43,7 @@ What is reported (and printed in short):
   (half-close -> last response of a completed stream) per minute too. Minutes are counted from
   the start of the soak by receive time (for the final latency: by half-close time).
 * server side at the end: ``asr_active_streams`` (should be back to 0), ``asr_errors_total`` by
-  code, CPU seconds of the server process.
+  code (and ``asr_cancellations_total``, the client cancels), CPU seconds of the server process.
 
 The JSON report (default ``reports/soak.json``) holds all of this plus the model, machine and
 arguments; the server's log goes next to it (``.server.log``). All traffic goes to loopback;
@@ -352,14 +352,18 @@ def process_sample(pid: int) -> dict[str, float] | None:
 
 
 def server_error_counts(url: str, timeout_s: float = 5.0) -> dict[str, float]:
-    """``asr_errors_total`` by status code (grpc_load's ``scrape`` sums over labels)."""
+    """``asr_errors_total`` by status code, summed over models and methods; client cancellations
+    (``asr_cancellations_total``, not errors) under ``cancelled_by_client``."""
     with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 (loopback URL)
         text = response.read().decode()
     counts: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name == "asr_errors_total":
-                counts[sample.labels.get("code", "?")] = sample.value
+                code = sample.labels.get("code", "?")
+                counts[code] = counts.get(code, 0.0) + sample.value
+            elif sample.name == "asr_cancellations_total":
+                counts["cancelled_by_client"] = counts.get("cancelled_by_client", 0.0) + sample.value
     return counts
 
 
