@@ -110,6 +110,7 @@ class Transcript:
     language: str
     result_language: str
     seconds: float
+    engine: str = ""
 
 
 def _selection(model: StreamingTransducer, language: str, select: bool) -> np.ndarray | None:
@@ -147,6 +148,7 @@ def _transcripts(
                     utterance.language,
                     max(set(named), key=named.count) if named else "",
                     samples.size / model.config.sample_rate,
+                    utterance.engine,
                 )
         return
     frames_per_second = fbank_frames_per_second(model.config.features)
@@ -161,7 +163,8 @@ def _transcripts(
         chosen = final_hypotheses(model, search, searched)
         for (utterance, features), hypothesis in zip(feature_batch, chosen, strict=True):
             text = model.tokenizer.decode([t for t, _ in hypothesis])
-            yield Transcript(utterance.text, text, utterance.language, "", features.shape[0] / frames_per_second)
+            seconds = features.shape[0] / frames_per_second
+            yield Transcript(utterance.text, text, utterance.language, "", seconds, utterance.engine)
 
 
 def _scores(transcripts: list[Transcript]) -> dict:
@@ -180,8 +183,9 @@ def evaluate(
     print_lines: bool = True,
     select_language: bool = False,
 ) -> dict:
-    """WER and CER (accent-insensitive: ``normalize_text``), overall and per language; with
-    several languages and none selected, how often a result names the utterance's language."""
+    """WER and CER (accent-insensitive: ``normalize_text``), overall, per language and per TTS
+    engine (where the manifest names them); with several languages and none selected, how often a
+    result names the utterance's language."""
     started = time.perf_counter()
     transcripts = []
     for transcript in _transcripts(model, search, manifest, streaming, batch_seconds, select_language):
@@ -202,6 +206,9 @@ def evaluate(
     languages = sorted({t.language for t in transcripts})
     if len(languages) > 1:
         summary["per_language"] = {code: _scores([t for t in transcripts if t.language == code]) for code in languages}
+    engines = sorted({t.engine for t in transcripts if t.engine})
+    if len(engines) > 1:
+        summary["per_engine"] = {name: _scores([t for t in transcripts if t.engine == name]) for name in engines}
     if streaming and not select_language and len(model.config.languages) > 1:
         named = [t for t in transcripts if t.result_language]
         correct = sum(t.result_language == t.language for t in named)

@@ -19,6 +19,7 @@ class Utterance:
     audio: Path
     text: str
     language: str = "en"
+    engine: str = ""  # the TTS engine that spoke it, where the manifest says (per-engine scores)
 
 
 def read_manifest(path: Path) -> list[Utterance]:
@@ -36,7 +37,8 @@ def read_manifest(path: Path) -> list[Utterance]:
             raise ValueError(f"{path}:{number}: not a manifest line ({error})") from error
         if not audio.is_absolute():
             audio = path.parent / audio
-        utterances.append(Utterance(audio=audio, text=text, language=str(entry.get("language", "en"))))
+        language, engine = str(entry.get("language", "en")), str(entry.get("engine", ""))
+        utterances.append(Utterance(audio=audio, text=text, language=language, engine=engine))
     return utterances
 
 
