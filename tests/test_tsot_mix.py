@@ -131,16 +131,19 @@ def test_targets_deserialize_to_each_talker(mixture_set: Path) -> None:
             assert CHANNEL_CHANGE_PIECE in row["tsot_pieces"]
 
 
-def test_resume_keeps_rows_and_reuses_alignments(mixture_set: Path, model: StreamingTransducer) -> None:
-    before = mixture_set.read_text()
-    aligned = (mixture_set.parent / mix.ALIGNMENTS).read_text()
+def test_resume_keeps_rows_and_reuses_alignments(mixture_set: Path, model: StreamingTransducer, tmp_path: Path) -> None:
+    folder = tmp_path / "mixed"
+    shutil.copytree(mixture_set.parent, folder)  # the module's set stays as it is for the other tests
+    manifest = folder / mix.MANIFEST
+    before = manifest.read_text()
+    aligned = (folder / mix.ALIGNMENTS).read_text()
     sources = mixture_set.parent.parent / "single" / "manifest.jsonl"
-    mix.build(sources, mixture_set.parent, 5, seed=3, model=model, single_fraction=0.3, augment_prob=0.0)
-    after = mixture_set.read_text()
+    mix.build(sources, folder, 5, seed=3, model=model, single_fraction=0.3, augment_prob=0.0)
+    after = manifest.read_text()
     assert after.startswith(before) and len(after.splitlines()) == 5
-    assert len((mixture_set.parent / mix.ALIGNMENTS).read_text().splitlines()) == len(aligned.splitlines())
+    assert len((folder / mix.ALIGNMENTS).read_text().splitlines()) == len(aligned.splitlines())
     with pytest.raises(SystemExit, match="made with"):
-        mix.build(sources, mixture_set.parent, 5, seed=4, model=model)
+        mix.build(sources, folder, 5, seed=4, model=model)
 
 
 def test_eval_multi_talker_reports_cpwer(mixture_set: Path, capsys: pytest.CaptureFixture[str]) -> None:
