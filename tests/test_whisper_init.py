@@ -10,6 +10,7 @@ from model_helpers import stream_encoder
 from server.model.config import FeatureConfig
 from server.model.encoder import ConformerEncoder
 from server.model.frontend import FbankStream, compute_fbank
+from training.multilingual_model import _lower_blocks
 from training.whisper.init_encoder import (
     WHISPER_FEATURES,
     is_whisper_parameter,
@@ -122,5 +123,23 @@ def test_whisper_parameters_are_told_from_the_new_ones() -> None:
     }
     given -= {"encoder.output_norm.weight", "encoder.output_norm.bias"}  # Whisper's, but the output's norm: new role
     named = {f"encoder.{name}" for name, _ in encoder.named_parameters()}
-    assert {name for name in named if is_whisper_parameter(name)} == given
-    assert not is_whisper_parameter("joiner.output.weight") and not is_whisper_parameter("encoder.layers.0.conv.x")
+    blocks = DIMS["num_layers"]
+    assert {name for name in named if is_whisper_parameter(name, blocks)} == given
+    assert not is_whisper_parameter("joiner.output.weight", blocks)
+    assert not is_whisper_parameter("encoder.layers.0.conv.x", blocks)
+    # A block past Whisper's (--new-layers) is new throughout.
+    assert not is_whisper_parameter(f"encoder.layers.{blocks}.attention.qkv.weight", blocks)
+
+
+def test_an_encoder_of_whispers_lower_blocks_and_new_ones() -> None:
+    """--whisper-layers 1 --new-layers 2: block 0 is Whisper's, blocks 1 and 2 keep their random start."""
+    tensors = _lower_blocks(_whisper_tensors(), 1)
+    assert not any(name.startswith("layers.1.") for name in tensors)
+    config = whisper_encoder_config(DIMS, dropout=0.0, chunk_size=4, left_chunks=2, right_context=1, num_layers=3)
+    encoder = ConformerEncoder(config, WHISPER_FEATURES)
+    before = {name: value.clone() for name, value in encoder.state_dict().items()}
+    load_whisper_weights(encoder, tensors)
+    after = encoder.state_dict()
+    torch.testing.assert_close(after["layers.0.attention.out.weight"], tensors["layers.0.attn.out.weight"])
+    for name in ("layers.1.attention.qkv.weight", "layers.2.ffn2.net.1.weight"):
+        torch.testing.assert_close(after[name], before[name])

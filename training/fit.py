@@ -129,7 +129,7 @@ def _freeze(model: StreamingTransducer, num_layers: int) -> None:
             parameter.requires_grad_(False)
 
 
-def _parameter_groups(model: StreamingTransducer, pretrained_scale: float) -> list[dict[str, Any]]:
+def _parameter_groups(model: StreamingTransducer, pretrained_scale: float, whisper_blocks: int) -> list[dict[str, Any]]:
     """The trainable parameters as optimizer groups: the new ones at the full rate, then (with a
     scale other than 1 and a Whisper encoder) Whisper's own weights at ``pretrained_scale`` of it:
     fine-tuned at the rate the new parts need, Whisper's top blocks lose what they carry (the
@@ -139,7 +139,7 @@ def _parameter_groups(model: StreamingTransducer, pretrained_scale: float) -> li
     whisper = model.config.encoder.frontend == "whisper" and pretrained_scale != 1.0
     for name, parameter in model.named_parameters():
         if parameter.requires_grad:
-            (pretrained if whisper and is_whisper_parameter(name) else new).append(parameter)
+            (pretrained if whisper and is_whisper_parameter(name, whisper_blocks) else new).append(parameter)
     groups: list[dict[str, Any]] = [{"params": new, "lr_scale": 1.0}]
     if pretrained:
         groups.append({"params": pretrained, "lr_scale": pretrained_scale})
@@ -217,7 +217,8 @@ def run(args: argparse.Namespace) -> int:
 
     device = _device()
     model, ctc_head = _model_and_ctc_head(args, train, device)
-    groups = _parameter_groups(model, args.pretrained_lr_scale)
+    whisper_blocks = args.whisper_layers or model.config.encoder.num_layers - args.new_layers
+    groups = _parameter_groups(model, args.pretrained_lr_scale, whisper_blocks)
     if model.ctc_head is None:
         groups[0]["params"] += list(ctc_head.parameters())
     parameters = [p for group in groups for p in group["params"]]

@@ -57,6 +57,10 @@ def _multilingual_options(group: argparse._ArgumentGroup) -> None:
         help="keep the stem and the first N encoder blocks frozen (with a Whisper encoder their new parts, "
         "relative positions included, stay at zero)",
     )
+    group.add_argument("--whisper-layers", type=int, help="use only Whisper's first N blocks (default: all of them)")
+    group.add_argument(
+        "--new-layers", type=int, default=0, help="Conformer blocks of the same shape, randomly initialised, on top"
+    )
     group.add_argument(
         "--pretrained-lr-scale",
         type=float,

@@ -109,8 +109,13 @@ def build_multilingual_model(
     tokenizer = Tokenizer(tokenizer_file)
     if args.whisper_encoder:
         tensors, dims = read_converted(Path(args.whisper_encoder))
+        tensors = _lower_blocks(tensors, getattr(args, "whisper_layers", None) or dims["num_layers"])
         encoder = whisper_encoder_config(
-            dims, ffn_dim=args.whisper_ffn_dim or dims["ffn_dim"], language_experts=True, dropout=0.1
+            dims,
+            ffn_dim=args.whisper_ffn_dim or dims["ffn_dim"],
+            language_experts=True,
+            dropout=0.1,
+            num_layers=_whisper_blocks(tensors) + getattr(args, "new_layers", 0),
         )
     else:
         tensors = None
@@ -129,6 +134,22 @@ def build_multilingual_model(
     assert model.token_languages is not None
     model.token_languages.copy_(token_language_table(tokenizer, texts, languages, order))
     return model
+
+
+def _whisper_blocks(tensors: dict[str, torch.Tensor]) -> int:
+    return sum(1 for name in tensors if name.startswith("layers.") and name.endswith(".attn.q.weight"))
+
+
+def _lower_blocks(tensors: dict[str, torch.Tensor], keep: int) -> dict[str, torch.Tensor]:
+    """Whisper's tensors without the blocks from ``keep`` on (its top blocks serve its decoder and
+    carry less for a linear CTC probe than the middle ones: decision 0018)."""
+    if keep > _whisper_blocks(tensors):
+        raise ValueError(f"--whisper-layers {keep}: this Whisper encoder has {_whisper_blocks(tensors)} blocks")
+    return {
+        name: tensor
+        for name, tensor in tensors.items()
+        if not name.startswith("layers.") or int(name.split(".")[1]) < keep
+    }
 
 
 def _pruned_ffn(tensors: dict[str, torch.Tensor], ffn_dim: int) -> dict[str, torch.Tensor]:

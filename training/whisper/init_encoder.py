@@ -68,7 +68,9 @@ def whisper_state(encoder: ConformerEncoder, tensors: dict[str, torch.Tensor]) -
     state = {
         f"subsampling.{name}": tensors[name] for name in ("conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias")
     }
-    for index in range(len(encoder.layers)):
+    # Blocks past Whisper's (an encoder of its lower blocks plus new ones) keep their random start.
+    whisper_blocks = sum(1 for name in tensors if name.startswith("layers.") and name.endswith(".attn.q.weight"))
+    for index in range(min(len(encoder.layers), whisper_blocks)):
         ours, theirs = f"layers.{index}.", f"layers.{index}."
         attention, ffn2, ffn1 = ours + "attention.", ours + "ffn2.net.", ours + "ffn1.net."
         state[attention + "norm.weight"] = tensors[theirs + "attn_norm.weight"]
@@ -103,14 +105,14 @@ def whisper_state(encoder: ConformerEncoder, tensors: dict[str, torch.Tensor]) -
     return state
 
 
-def is_whisper_parameter(name: str) -> bool:
+def is_whisper_parameter(name: str, whisper_blocks: int) -> bool:
     """Whether a parameter of a Whisper-initialised model (its ``named_parameters`` name) starts
-    as Whisper's: the stem's convolutions and each block's attention (relative keys aside) and
-    second FFN; everything else is new."""
+    as Whisper's: the stem's convolutions and, in the first ``whisper_blocks`` blocks, the
+    attention (relative keys aside) and second FFN; everything else is new."""
     if name.startswith("encoder.subsampling.conv"):
         return True
     parts = name.split(".")  # encoder.layers.N.<module>.<...>
-    if parts[:2] != ["encoder", "layers"] or len(parts) < 5:
+    if parts[:2] != ["encoder", "layers"] or len(parts) < 5 or int(parts[2]) >= whisper_blocks:
         return False
     return (parts[3] == "attention" and parts[4] != "relative_keys") or parts[3] == "ffn2"
 
