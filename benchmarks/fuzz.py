@@ -95,6 +95,9 @@ MIN_RATE, MAX_RATE = 8000, 48000
 MAX_CHANNELS = 8
 MAX_RECOGNIZE_SECONDS = 60.0
 BYTES_PER_SAMPLE = {0: 2, 1: 2, 2: 1, 3: 1}  # ENCODING_UNSPECIFIED (= LINEAR16), LINEAR16, MULAW, ALAW
+# FLAC and OGG_OPUS: container bytes whose header gives rate and channels. The fuzzer never
+# writes a whole valid container, so any audio sent under them is a damaged stream.
+CONTAINER_ENCODINGS = frozenset({4, 5})
 # The admission limit's message (README: RESOURCE_EXHAUSTED "too many streams").
 STREAM_LIMIT_TEXT = "concurrent streams"
 CANARY_SENTENCE = "please call me back tomorrow morning"
@@ -284,14 +287,15 @@ def config_problems(config: asr_pb2.RecognitionConfig, served: Served) -> tuple[
     model = served.resolve(config.model)
     if model is None:
         definite.append("unknown model")
-    if config.encoding not in BYTES_PER_SAMPLE:
+    container = config.encoding in CONTAINER_ENCODINGS
+    if config.encoding not in BYTES_PER_SAMPLE and not container:
         definite.append("unknown encoding")
-    if not MIN_RATE <= config.sample_rate_hertz <= MAX_RATE:
+    if not (container and config.sample_rate_hertz == 0) and not MIN_RATE <= config.sample_rate_hertz <= MAX_RATE:
         definite.append("sample rate out of range")
     channels = config.audio_channel_count or 1
     if not 1 <= channels <= MAX_CHANNELS:
         definite.append("channel count out of range")
-    elif config.HasField("selected_channel") and config.selected_channel >= channels:
+    elif config.HasField("selected_channel") and config.selected_channel >= channels and not container:
         definite.append("selected_channel out of range")
     if model is not None:
         verdicts = {language_verdict(code, model.languages) for code in config.language_codes}
@@ -348,6 +352,8 @@ def stream_expectation(wires: Sequence[bytes], served: Served) -> Expectation:
             open_.append(f"request {index} has no field set")
         elif encoding in (0, 1) and len(message.audio_content) % 2:
             definite.append(f"odd-length LINEAR16 audio in request {index}")
+        elif encoding in CONTAINER_ENCODINGS and message.audio_content:
+            definite.append(f"audio of request {index} is not a whole FLAC/Ogg stream")
     return _verdict(definite, open_)
 
 
@@ -360,6 +366,8 @@ def recognize_expectation(wire: bytes, served: Served) -> Expectation:
     if definite:
         return _verdict(definite, open_)
     config = request.config
+    if config.encoding in CONTAINER_ENCODINGS:  # Recognize parses the whole file first
+        return _verdict(["audio is not a whole FLAC/Ogg file"], open_)
     sample_bytes = BYTES_PER_SAMPLE[config.encoding]
     seconds = len(request.audio_content) / (sample_bytes * (config.audio_channel_count or 1) * config.sample_rate_hertz)
     if seconds > MAX_RECOGNIZE_SECONDS + 0.01:

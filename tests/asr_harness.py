@@ -11,7 +11,8 @@ import io
 import shutil
 import subprocess
 import threading
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,16 @@ def stream(
 
 def finals(responses: Iterable[asr_pb2.StreamingRecognizeResponse]) -> list[str]:
     return [r.alternatives[0].transcript for resp in responses for r in resp.results if r.is_final]
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
+    """Poll ``condition`` every 20 ms until it holds or ``timeout`` passes; its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
 
 
 # -- server ------------------------------------------------------------------------------------

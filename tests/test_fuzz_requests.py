@@ -13,8 +13,7 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -22,7 +21,7 @@ from typing import Any
 
 import grpc
 import pytest
-from asr_harness import ServerThread, requires_espeak, synthesize
+from asr_harness import ServerThread, requires_espeak, synthesize, wait_until
 from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 
@@ -84,15 +83,6 @@ def speech() -> Speech:
     return Speech(*synthesize(fuzz.CANARY_SENTENCE))
 
 
-def _wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
-
-
 def _call(channel: grpc.Channel, served: Any, case: Any, pcm: bytes) -> tuple[list[str], str]:
     """Send one case; returns the invariants it broke and a description for the assertion."""
     wires = fuzz.materialize(case, pcm)
@@ -130,7 +120,7 @@ def test_server_still_works_and_holds_no_stream_after_fuzzing(
 ) -> None:
     assert fuzz.server_works(channel, speech.pcm, speech.rate, require_text=False) == []
     assert server.server is not None
-    assert _wait_until(lambda: server.active_streams() == 0 and server.server.admission.active == 0)
+    assert wait_until(lambda: server.active_streams() == 0 and server.server.admission.active == 0)
 
 
 def _streaming_config_case(language_codes: list[str]) -> Any:

@@ -20,6 +20,7 @@ from asr_harness import (
     requires_espeak,
     stream,
     synthesize,
+    wait_until,
 )
 from random_model import save_random_model
 
@@ -52,18 +53,9 @@ def speech() -> tuple[bytes, int]:
     return synthesize("please call me back tomorrow morning")
 
 
-def _wait_until(condition, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
-
-
 def _assert_server_healthy(server: ServerThread, stub: asr_pb2_grpc.RecognizerStub, speech: tuple[bytes, int]) -> None:
     """Every slot is free again and a normal stream succeeds."""
-    assert _wait_until(lambda: server.active_streams() == 0 and server.server.admission.active == 0)
+    assert wait_until(lambda: server.active_streams() == 0 and server.server.admission.active == 0)
     pcm, rate = speech
     assert finals(stream(stub, config(rate), fixed_chunks(pcm, 3200)))
 
@@ -213,14 +205,14 @@ def test_streams_past_the_limit_get_resource_exhausted(
     pcm, rate = speech
     held = [HeldStream(stub, rate, pcm) for _ in range(server.max_streams)]
     try:
-        assert _wait_until(lambda: server.server.admission.active == server.max_streams)
+        assert wait_until(lambda: server.server.admission.active == server.max_streams)
         with pytest.raises(grpc.RpcError) as error:
             stream(stub, config(rate), fixed_chunks(pcm, 3200))
         assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert f"limit of {server.max_streams} concurrent streams" in error.value.details()
         # One stream ends: there is room again.
         held.pop().finish()
-        assert _wait_until(lambda: server.server.admission.active == server.max_streams - 1)
+        assert wait_until(lambda: server.server.admission.active == server.max_streams - 1)
         assert finals(stream(stub, config(rate), fixed_chunks(pcm, 3200)))
     finally:
         for stream_ in held:
@@ -235,10 +227,10 @@ def test_cancelled_stream_frees_its_slot_at_once(
     pcm, rate = speech
     held = HeldStream(stub, rate, pcm)
     assert held.sent.wait(10)
-    assert _wait_until(lambda: server.active_streams() == 1)
+    assert wait_until(lambda: server.active_streams() == 1)
     held.call.cancel()
     held.release.set()
-    assert _wait_until(lambda: server.active_streams() == 0, timeout=2.0)
+    assert wait_until(lambda: server.active_streams() == 0, timeout=2.0)
     _assert_server_healthy(server, stub, speech)
 
 
@@ -249,10 +241,10 @@ def test_disconnected_client_frees_its_slot(
     channel = grpc.insecure_channel(server.target)
     held = HeldStream(asr_pb2_grpc.RecognizerStub(channel), rate, pcm)
     assert held.sent.wait(10)
-    assert _wait_until(lambda: server.active_streams() == 1)
+    assert wait_until(lambda: server.active_streams() == 1)
     channel.close()  # the connection goes away without a clean end of stream
     held.release.set()
-    assert _wait_until(lambda: server.active_streams() == 0, timeout=2.0)
+    assert wait_until(lambda: server.active_streams() == 0, timeout=2.0)
     _assert_server_healthy(server, stub, speech)
 
 
@@ -268,6 +260,6 @@ def test_deadline_is_honoured(
     held.release.set()
     assert error.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert time.monotonic() - started < 3
-    assert _wait_until(lambda: server.active_streams() == 0, timeout=2.0)
-    assert _wait_until(lambda: metric_total("asr_errors_total", code="DEADLINE_EXCEEDED") == before + 1)
+    assert wait_until(lambda: server.active_streams() == 0, timeout=2.0)
+    assert wait_until(lambda: metric_total("asr_errors_total", code="DEADLINE_EXCEEDED") == before + 1)
     _assert_server_healthy(server, stub, speech)

@@ -27,6 +27,7 @@ from asr_harness import (
     requires_espeak,
     stream,
     synthesize,
+    wait_until,
 )
 
 from server import metrics
@@ -59,15 +60,6 @@ def speech() -> tuple[bytes, int]:
 
 def _scrape(url: str) -> str:
     return urllib.request.urlopen(url, timeout=10).read().decode()
-
-
-def _wait_until(condition, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
 
 
 def _rpc_error(call) -> grpc.RpcError:
@@ -183,9 +175,9 @@ def test_client_cancellation_is_counted_apart_from_errors(
         call.cancel()
     finally:
         release.set()
-    assert _wait_until(lambda: metric_total("asr_cancellations_total", model=model, method=METHOD) > cancelled_before)
+    assert wait_until(lambda: metric_total("asr_cancellations_total", model=model, method=METHOD) > cancelled_before)
     assert metric_total("asr_cancellations_total", model=model, method=METHOD) == cancelled_before + 1
-    assert _wait_until(lambda: server.active_streams() == 0)
+    assert wait_until(lambda: server.active_streams() == 0)
     assert metric_total("asr_errors_total") == errors_before
     assert metric_total("asr_errors_total", code="CANCELLED") == 0
     assert f'asr_cancellations_total{{method="{METHOD}",model="{model}"}}' in _scrape(metrics_url)
