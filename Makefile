@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint install system-deps proto clean
+.PHONY: serve test lint install system-deps node-deps proto clean
 
 $(STAMP): pyproject.toml client/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,12 @@ system-deps:
 serve: $(STAMP)
 	$(BIN)/asr-server
 
-test: $(STAMP) system-deps
+# The Node.js client's packages (tests/test_node_client.py); skipped where there is no npm.
+node-deps:
+	@if command -v npm >/dev/null 2>&1; then cd client/node && npm ci --no-audit --no-fund --loglevel=error; \
+	else echo "npm not found: the Node.js client's test will be skipped"; fi
+
+test: $(STAMP) system-deps node-deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
