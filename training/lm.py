@@ -16,6 +16,7 @@ import random
 import time
 from pathlib import Path
 
+import sentencepiece as spm
 from tqdm import tqdm
 
 from server.model.checkpoint import CONFIG_FILE, read_config
@@ -23,6 +24,7 @@ from server.model.config import RescoringConfig
 from server.model.tokenizer import Tokenizer
 from server.search.ngram_lm import LM_FILE, build_ngram_lm
 from server.search.rescoring import MAX_WORDS, WORD_LM_FILE, build_word_lm
+from training.arpa import token_lm_from_arpa, word_lm_from_arpa
 from training.text_sources import MixtureWeights, TrainingSentences
 
 # Fewer random word lists than the acoustic training mix: they teach the LM nothing about
@@ -34,6 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, required=True, help="model directory (its tokenizer is used)")
     parser.add_argument("--sentences", type=int, default=200_000, help="sentences of generated text")
     parser.add_argument("--text", type=Path, help="use this text file (one sentence a line) instead")
+    parser.add_argument(
+        "--arpa",
+        type=Path,
+        help="import this ARPA n-gram file (plain or .gz; over the model's BPE pieces, or over words with "
+        "--words) instead of building one (training/arpa.py)",
+    )
     parser.add_argument("--mixture", default=DEFAULT_LM_MIXTURE, help="text source weights (see synth --mixture)")
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--order", type=int, help="n-gram order (default: 4 over tokens, 3 with --words)")
@@ -107,6 +115,8 @@ def run(args: argparse.Namespace) -> int:
     config = read_config(args.model)
     tokenizer = Tokenizer(args.model / config.tokenizer.file, config.tokenizer.channel_change_token)
     started = time.perf_counter()
+    if args.arpa:
+        return _import_arpa(args, tokenizer, started)
     if args.text:
         text = [line.strip() for line in args.text.read_text().splitlines() if line.strip()]
     else:
@@ -132,6 +142,38 @@ def run(args: argparse.Namespace) -> int:
         info.update(tokens=sum(map(len, sequences)), min_count=args.min_count)
         lm.save(out, metadata=info)
         entries = lm.num_entries
+    _finish(args, out, info, entries, started)
+    return 0
+
+
+def _import_arpa(args: argparse.Namespace, tokenizer: Tokenizer, started: float) -> int:
+    """``--arpa``: the user's n-gram file as our token LM (or word LM with ``--words``)."""
+    info: dict[str, object] = {"arpa": str(args.arpa)}
+    if args.words:
+        word_lm = word_lm_from_arpa(args.arpa)
+        out = args.out or args.model / WORD_LM_FILE
+        info.update(order=word_lm.ngram.order, words=len(word_lm.words))
+        word_lm.save(out, info)
+        entries = word_lm.ngram.num_entries
+    else:
+        config = read_config(args.model)
+        pieces = spm.SentencePieceProcessor(model_file=str(args.model / config.tokenizer.file))
+
+        def piece_id(piece: str) -> int | None:
+            index = pieces.piece_to_id(piece)
+            return None if index == pieces.unk_id() and piece != pieces.id_to_piece(index) else index
+
+        lm = token_lm_from_arpa(args.arpa, piece_id, tokenizer.vocab_size, tokenizer.blank_id)
+        out = args.out or args.model / LM_FILE
+        info.update(order=lm.order)
+        lm.save(out, metadata=info)
+        entries = lm.num_entries
+    _finish(args, out, info, entries, started)
+    return 0
+
+
+def _finish(args: argparse.Namespace, out: Path, info: dict, entries: int, started: float) -> None:
+    """--set-default, then the summary line."""
     if args.set_default:
         if out.parent.resolve() != args.model.resolve():
             raise SystemExit(f"--set-default needs the LM inside the model directory, not {out}")
@@ -143,4 +185,3 @@ def run(args: argparse.Namespace) -> int:
         file=str(out), entries=entries, bytes=out.stat().st_size, seconds=round(time.perf_counter() - started, 1)
     )
     print(json.dumps(info))
-    return 0
