@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
+from argparse import Namespace
+from pathlib import Path
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from model_helpers import stream_encoder
+from safetensors.torch import save_file
 
 from server.model.config import FeatureConfig
 from server.model.encoder import ConformerEncoder
 from server.model.frontend import FbankStream, compute_fbank
-from training.multilingual_model import _lower_blocks
+from training.multilingual_model import _lower_blocks, build_multilingual_model
 from training.whisper.init_encoder import (
     WHISPER_FEATURES,
     is_whisper_parameter,
@@ -143,3 +148,31 @@ def test_an_encoder_of_whispers_lower_blocks_and_new_ones() -> None:
     torch.testing.assert_close(after["layers.0.attention.out.weight"], tensors["layers.0.attn.out.weight"])
     for name in ("layers.1.attention.qkv.weight", "layers.2.ffn2.net.1.weight"):
         torch.testing.assert_close(after[name], before[name])
+
+
+def test_new_blocks_on_whisper_start_as_the_identity(tmp_path: Path) -> None:
+    """--new-layers: the model's new blocks pass Whisper's features through until they learn."""
+    converted = tmp_path / "whisper"
+    converted.mkdir()
+    save_file(
+        {name: tensor.contiguous() for name, tensor in _whisper_tensors().items()},
+        str(converted / "encoder.safetensors"),
+    )
+    (converted / "encoder.json").write_text(json.dumps({"dims": DIMS}))
+    texts = ["please call me back tomorrow morning", "bitte rufen sie mich morgen an", "the train leaves at nine"] * 40
+    args = Namespace(
+        seed=0, vocab_size=24, name="t", whisper_encoder=converted, whisper_ffn_dim=64, whisper_layers=1, new_layers=2
+    )
+    model = build_multilingual_model(args, texts, ["en", "de", "en"] * 40, tmp_path).eval()
+    features = torch.randn(1, 103, 80) * 0.5
+    with torch.no_grad():
+        x = model.encoder._embed(features)
+        position = torch.arange(x.shape[1])
+        distance = position[None, :] - position[:, None]
+        full = torch.ones(1, x.shape[1], x.shape[1], dtype=torch.bool)
+        after_whisper, *_ = model.encoder.layers[0](x, full, distance, x.shape[1])
+        through_new = after_whisper
+        for block in list(model.encoder.layers)[1:]:
+            through_new, *_ = block(through_new, full, distance, x.shape[1])
+    assert len(model.encoder.layers) == 3
+    torch.testing.assert_close(through_new, after_whisper)

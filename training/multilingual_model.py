@@ -131,9 +131,26 @@ def build_multilingual_model(
     model = StreamingTransducer(config, tokenizer)
     if tensors is not None:
         load_whisper_weights(model.encoder, _pruned_ffn(tensors, encoder.ffn_dim))
+        _silence_new_blocks(model, _whisper_blocks(tensors))
     assert model.token_languages is not None
     model.token_languages.copy_(token_language_table(tokenizer, texts, languages, order))
     return model
+
+
+def _silence_new_blocks(model: StreamingTransducer, first: int) -> None:
+    """Blocks from ``first`` on (``--new-layers``) start as the identity: the output layer of each
+    of their modules is zero, so the heads first see Whisper's block-``first`` features. Random
+    blocks on top of frozen ones wiped those features out at the all-blank start (a probe of their
+    output fell to chance while the frozen block below kept its 3.7 per token)."""
+    with torch.no_grad():
+        for index in range(first, len(model.encoder.layers)):
+            prefix = f"layers.{index}."
+            names = ("attention.out", "ffn1.net.4", "ffn2.net.4", "conv.pointwise_out")
+            for name in names:
+                layer = model.encoder.get_submodule(prefix + name)
+                assert isinstance(layer, torch.nn.Linear)
+                layer.weight.zero_()
+                layer.bias.zero_()
 
 
 def _whisper_blocks(tensors: dict[str, torch.Tensor]) -> int:
