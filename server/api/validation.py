@@ -14,7 +14,7 @@ from asr_client.api.asr.v1 import asr_pb2
 from server.api.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 from server.api.containers import CONTAINER_FORMATS
 from server.api.errors import invalid_argument, shown
-from server.api.search_options import max_alternatives
+from server.api.search_options import context_graph, max_alternatives
 from server.engine.decoder import StreamOptions
 from server.engine.endpoint import DEFAULT_MAX_UTTERANCE_MS, DEFAULT_TRAILING_SILENCE_MS, EndpointConfig
 from server.engine.engine import Engine
@@ -80,6 +80,7 @@ def validate_config(
         multi_talker=config.multi_talker,
         max_alternatives=max_alternatives(config),
         word_confidence=config.enable_word_confidence,
+        context_graph=context_graph(config, engine.model.tokenizer, engine.name),
     )
     return ValidatedConfig(engine, audio, options)
 
@@ -141,9 +142,7 @@ def _languages(requested: list[str], supported: list[str], model_name: str) -> l
 
 def _reject_unimplemented(config: asr_pb2.RecognitionConfig) -> None:
     """Options of asr.v1 this server does not implement yet: refused, never silently ignored."""
-    unimplemented = {
-        "speech_contexts": len(config.speech_contexts) > 0,
-    }
+    unimplemented: dict[str, bool] = {}  # every option of asr.v1 is implemented now
     _refuse([name for name, asked in unimplemented.items() if asked])
 
 

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from server.model.transducer import StreamingTransducer
+from server.search.context_graph import ContextGraph
 from server.search.hypotheses import BeamUpdate, beam_updates
 from server.search.options import Search
 from server.search.step import StreamState, decode_chunk, init_stream_state, reset_utterance_
@@ -39,6 +40,7 @@ class Window:
     ready_at: when the audio that completed it arrived (monotonic seconds, for latency metrics).
     is_final: the stream's last window (its final result follows).
     language_weights: (num_languages,) multi-hot mask, or None for all; read at ``NEW_STREAM``.
+    context_graph: the stream's phrase-boosting graph, or None; read at ``NEW_STREAM``.
     """
 
     features: np.ndarray
@@ -47,6 +49,7 @@ class Window:
     is_final: bool
     start: WindowStart
     language_weights: np.ndarray | None = None
+    context_graph: ContextGraph | None = None
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,8 @@ class BatchStepper:
         self.capacity = capacity
         self.device = device
         self._pool: StreamState | None = None  # created on first use, on the thread that runs the steps
+        # Each slot's phrase-boosting graph (on ``device``), set when its stream starts.
+        self._graphs: list[ContextGraph | None] = [None] * capacity
 
     @torch.inference_mode()
     def step(self, batch: list[tuple[int, Window]]) -> BatchOutput:
@@ -93,7 +98,9 @@ class BatchStepper:
         # Slots are handed out lowest first, so a batch is often a contiguous range: read it as views.
         contiguous = slots == list(range(slots[0], slots[0] + len(slots)))
         state = pool.narrow(slots[0], len(slots)) if contiguous else pool.select(rows)
-        out = decode_chunk(self.model, self.search, features, num_feature_frames, state)
+        graphs = [self._graphs[slot] for slot in slots]
+        contexts = graphs if any(graph is not None for graph in graphs) else None
+        out = decode_chunk(self.model, self.search, features, num_feature_frames, state, contexts)
         if contiguous:
             state.copy_(out.state)
         else:
@@ -120,6 +127,9 @@ class BatchStepper:
             weights = self._language_weights([window.language_weights for _, window in new])
             fresh = init_stream_state(self.model, self.search, len(new), weights)
             pool.assign_(self._rows([slot for slot, _ in new]), fresh)
+            for slot, window in new:
+                graph = window.context_graph
+                self._graphs[slot] = None if graph is None else graph.to(self.device)
         restart = [slot for slot, window in batch if window.start is WindowStart.NEW_UTTERANCE]
         if restart:
             reset_utterance_(self.model, pool, self._rows(restart))

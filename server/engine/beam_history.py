@@ -14,6 +14,7 @@ import math
 import torch
 
 from server.model.tokenizer import Tokenizer
+from server.search.context_graph import ContextGraph
 from server.search.hypotheses import BeamUpdate, Hypothesis, best_index, relink
 from server.search.rescoring import Rescorer, final_scores
 
@@ -23,11 +24,15 @@ MAX_CTC_FRAMES = 1500
 
 
 class BeamHistory:
-    """K histories of (token_id, frame) pairs; ``rescorer`` None finalises the best search score."""
+    """K histories of (token_id, frame) pairs; ``rescorer`` None finalises the best search score.
+    ``context_graph``: the stream's phrase boosting, whose unfinished matches are taken back at finals."""
 
-    def __init__(self, tokenizer: Tokenizer, rescorer: Rescorer | None) -> None:
+    def __init__(
+        self, tokenizer: Tokenizer, rescorer: Rescorer | None, context_graph: ContextGraph | None = None
+    ) -> None:
         self._tokenizer = tokenizer
         self._rescorer = rescorer
+        self._context_graph = context_graph
         self.reset()
 
     def reset(self) -> None:
@@ -70,10 +75,16 @@ class BeamHistory:
         if self._hypotheses is None:
             return []
         scores = self._scores
-        if self._rescorer is not None:
+        if self._rescorer is not None or self._context_graph is not None:
             ctc = torch.cat(self._ctc_chunks) if self._ctc_chunks else None
             scores = final_scores(
-                self._hypotheses, scores, self._rescorer, self._tokenizer.decode, ctc, self._tokenizer.blank_id
+                self._hypotheses,
+                scores,
+                self._rescorer,
+                self._tokenizer.decode,
+                ctc,
+                self._tokenizer.blank_id,
+                self._context_graph,
             )
         order = sorted(range(len(scores)), key=lambda k: -scores[k])  # stable: equals keep beam order
         return [(self._hypotheses[k], scores[k]) for k in order if math.isfinite(scores[k])]

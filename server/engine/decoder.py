@@ -24,6 +24,7 @@ from server.model.frames import fbank_frames_per_second
 from server.model.frontend import FbankStream
 from server.model.transducer import StreamingTransducer
 from server.model.windowing import FeatureWindows
+from server.search.context_graph import ContextGraph
 from server.search.options import Search
 
 
@@ -42,6 +43,8 @@ class StreamOptions:
     # Finals: up to this many distinct transcripts (N-best), and word confidences (with word_times).
     max_alternatives: int = 1
     word_confidence: bool = False
+    # Phrase boosting: the request's phrases as a context graph of the model's tokens, or None.
+    context_graph: ContextGraph | None = None
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,9 @@ class StreamDecoder:
         self._rules = options.endpoint.rules()
         self._nbest = NbestOptions(options.max_alternatives, options.word_confidence, options.word_times)
         # The word LM knows one talker's sentences: multi-talker finals keep the search's best.
-        self._history = BeamHistory(model.tokenizer, None if options.multi_talker else search.final_rescorer)
+        self._history = BeamHistory(
+            model.tokenizer, None if options.multi_talker else search.final_rescorer, options.context_graph
+        )
         self._next_start = WindowStart.NEW_STREAM
         self._utterance = self._utterance_of([])
         self._utterance_start = 0  # first encoder frame after the previous endpoint
@@ -123,7 +128,15 @@ class StreamDecoder:
             end = self._features_received + 1
             self._features_consumed = min(self._features_consumed + self._windows.shift, self._features_received)
         start, self._next_start = self._next_start, WindowStart.CONTINUE
-        return Window(features, num_frames, self._ready_time(end), is_final, start, self.options.language_weights)
+        return Window(
+            features,
+            num_frames,
+            self._ready_time(end),
+            is_final,
+            start,
+            self.options.language_weights,
+            self.options.context_graph,
+        )
 
     def _ready_time(self, frames_needed: int) -> float:
         """Arrival time of the audio chunk that brought the frame count to ``frames_needed``."""

@@ -37,6 +37,11 @@ class Tokenizer:
     def vocab_size(self) -> int:
         return self._sp.get_piece_size()
 
+    @property
+    def unk_id(self) -> int:
+        """The id text the model cannot write (a character outside its vocabulary) encodes to."""
+        return self._sp.unk_id()
+
     def encode(self, text: str) -> list[int]:
         return self._sp.encode(text)
 

@@ -13,6 +13,7 @@ in and returned, so a stream can be decoded chunk by chunk exactly as in one pie
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import fields
 from typing import TypeVar
 
@@ -20,6 +21,7 @@ import torch
 from torch import Tensor
 
 from server.model.transducer import StreamingTransducer
+from server.search.context_graph import ContextGraph
 from server.search.hypotheses import BeamState, BeamTrace
 from server.search.options import Search
 
@@ -73,6 +75,7 @@ def beam_search_frames(
     search: Search,
     frame_offset: Tensor,
     allowed: Tensor | None = None,
+    contexts: Sequence[ContextGraph | None] | None = None,
 ) -> tuple[BeamState, BeamTrace]:
     """Advance every stream's beam over its frames of ``encoder_out``.
 
@@ -80,7 +83,9 @@ def beam_search_frames(
     encoder_out (B, T, D); num_frames (B,) valid frames per stream; ``state`` made for
     ``search`` (``init_beam_state``); frame_offset (B,) absolute index of frame 0 (for token
     timestamps); allowed (B, V) bool the tokens each stream may emit (None: all), a mask on
-    the joiner's logits. Returns the new state and the trace.
+    the joiner's logits; contexts (B,) each stream's phrase-boosting graph or None (None:
+    no stream boosts; a stream without one computes exactly what it computes alone). Returns
+    the new state and the trace.
     """
     batch, num_steps, _ = encoder_out.shape
     beam = state.scores.shape[1]
@@ -92,6 +97,7 @@ def beam_search_frames(
             f"beam state has LM context {state.lm_context.shape[2]}, the search needs "
             f"{search.lm_context_size}: make the state with the same Search"
         )
+    boosted = [(row, graph) for row, graph in enumerate(contexts or ()) if graph is not None]
     trace = empty_trace(batch, beam, device)
     encoder_proj = model.joiner.encoder_proj(encoder_out)  # (B, T, J)
     for t in range(num_steps):
@@ -111,6 +117,7 @@ def beam_search_frames(
             token_terms += lm_weight * lm.log_probs(state.lm_context.view(batch * beam, -1)).view(batch, beam, vocab)
         token_terms[:, :, blank] = 0.0
         log_probs = log_probs + token_terms
+        following = _boost_(log_probs, state.context_state, boosted, blank) if boosted else []
         candidates = (state.scores.unsqueeze(2) + log_probs).view(batch, beam * vocab)
         width = min(2 * beam, beam * vocab)
         top_scores, top_index = candidates.topk(width, dim=1)  # sorted descending
@@ -127,11 +134,44 @@ def beam_search_frames(
             lm_context=_shift_in(_gather_beams(state.lm_context, parent), token, emit),
             scores=new_scores,
             hashes=hashes,
+            context_state=_advance_contexts(state.context_state, parent, token, emit, boosted, following)
+            if boosted
+            else state.context_state,
         )
         new_trace = _extend_trace(trace, parent, token, emit, frame_offset + t)
         state = _where_active(active, new_state, state)
         trace = _where_active(active, new_trace, _pad_history(trace, new_trace.tokens.shape[2]))
     return state, trace
+
+
+def _boost_(
+    log_probs: Tensor, context_state: Tensor, boosted: list[tuple[int, ContextGraph]], blank: int
+) -> list[Tensor]:
+    """Add each boosted stream's context-graph scores to its rows of log_probs (B, K, V), in place;
+    returns each one's next states (K, V). Blank moves nothing in the graph and earns nothing."""
+    following = []
+    for row, graph in boosted:
+        delta, next_states = graph.step(context_state[row])
+        delta[:, blank] = 0.0
+        log_probs[row] += delta
+        following.append(next_states)
+    return following
+
+
+def _advance_contexts(
+    context_state: Tensor,
+    parent: Tensor,
+    token: Tensor,
+    emit: Tensor,
+    boosted: list[tuple[int, ContextGraph]],
+    following: list[Tensor],
+) -> Tensor:
+    """context_state (B, K) after the step: the parent's state, moved by the token where one was emitted."""
+    new = _gather_beams(context_state, parent)
+    for (row, _), next_states in zip(boosted, following, strict=True):
+        moved = next_states[parent[row], token[row]]
+        new[row] = torch.where(emit[row], moved, new[row])
+    return new
 
 
 def _extend_trace(trace: BeamTrace, parent: Tensor, token: Tensor, emit: Tensor, frame: Tensor) -> BeamTrace:

@@ -27,12 +27,15 @@ class BeamState(RowState):
     lm_context: (B, K, lm_context_size) int64 last tokens for the LM (size 0 without an LM).
     scores: (B, K) float32 fused log-scores; -inf marks an unused beam slot (always 0 under greedy search).
     hashes: (B, K) int64 hash of each hypothesis' whole token sequence (to merge equal ones).
+    context_state: (B, K) int64 each hypothesis' state in its stream's context graph (phrase
+        boosting, ``context_graph.py``); 0, the root, for a stream without one.
     """
 
     decoder_context: Tensor
     lm_context: Tensor
     scores: Tensor
     hashes: Tensor
+    context_state: Tensor
 
 
 @dataclass
@@ -83,6 +86,7 @@ def init_beam_state(
         lm_context=torch.full((batch, beam, lm_context_size), blank_id, dtype=torch.int64, device=device),
         scores=scores,
         hashes=torch.zeros(batch, beam, dtype=torch.int64, device=device),
+        context_state=torch.zeros(batch, beam, dtype=torch.int64, device=device),
     )
 
 
@@ -93,6 +97,7 @@ def reset_beams_(state: BeamState, rows: Tensor, blank_id: int) -> None:
     state.scores[rows] = float("-inf")
     state.scores[rows, 0] = 0.0
     state.hashes[rows] = 0
+    state.context_state[rows] = 0
 
 
 def beam_updates(trace: BeamTrace, scores: Tensor) -> list[BeamUpdate]:

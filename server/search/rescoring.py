@@ -20,6 +20,7 @@ then the vocabulary, which is stored in the file's metadata.
 from __future__ import annotations
 
 import collections
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from server.search.context_graph import ContextGraph
 from server.search.hypotheses import best_index
 from server.search.ngram_lm import TokenNgramLM, build_ngram_lm
 
@@ -191,22 +193,42 @@ def final_scores(
     decode: Callable[[list[int]], str],
     ctc_log_probs: Tensor | None = None,
     blank_id: int = 0,
+    context_graph: ContextGraph | None = None,
 ) -> list[float]:
     """The K scores a stream's final is chosen by (-inf: an unused beam slot).
 
     Without a ``rescorer``, the search scores; with one, the word LM's and (when the rescorer
     has a ``ctc_weight`` and ``ctc_log_probs`` (T, V) of the utterance's frames are given) the
-    CTC head's terms added. ``decode`` turns token ids into text (the model's tokenizer). The
-    N-best list and its confidences are ranked by these too, so they agree with the final.
+    CTC head's terms added. ``decode`` turns token ids into text (the model's tokenizer). With a
+    ``context_graph`` (phrase boosting), the bonus each hypothesis still has on loan for an
+    unfinished phrase is taken back first. The N-best list and its confidences are ranked by
+    these too, so they agree with the final.
     """
-    if rescorer is None:
+    if context_graph is None and rescorer is None:
         return list(search_scores)
     token_lists = [[token for token, _ in hypothesis] for hypothesis in hypotheses]
-    sentences = rescorer.lm.sentence_scores([decode(tokens) for tokens in token_lists])
+    if context_graph is not None:
+        search_scores = [s - context_graph.potential_of(t) for s, t in zip(search_scores, token_lists, strict=True)]
+    if rescorer is None:
+        return list(search_scores)
+    texts = [decode(tokens) for tokens in token_lists]
+    sentences = rescorer.lm.sentence_scores(texts)
+    if context_graph is not None and context_graph.words:
+        sentences = _known_phrase_words(sentences, texts, rescorer.lm, context_graph.words)
     ctc_scores = None
     if rescorer.uses_ctc and ctc_log_probs is not None and ctc_log_probs.shape[0] > 0:
         ctc_scores = ctc_sequence_log_probs(ctc_log_probs, token_lists, blank_id)
     return rescorer.scores(search_scores, sentences, ctc_scores).tolist()
+
+
+def _known_phrase_words(
+    sentences: SentenceScores, texts: list[str], lm: WordLM, words: frozenset[str]
+) -> SentenceScores:
+    """The request's phrases name words that exist (names, products): the unknown-word penalty
+    spares them, or it would undo the boosting of exactly the words the word LM lacks."""
+    spared = [sum(1 for word in text.split() if word in words and word not in lm.words) for text in texts]
+    unknown = sentences.unknown_counts - torch.tensor(spared, dtype=torch.float32)
+    return dataclasses.replace(sentences, unknown_counts=unknown)
 
 
 def final_hypothesis(
@@ -216,6 +238,7 @@ def final_hypothesis(
     decode: Callable[[list[int]], str],
     ctc_log_probs: Tensor | None = None,
     blank_id: int = 0,
+    context_graph: ContextGraph | None = None,
 ) -> int:
     """Which of a stream's K hypotheses ((token, frame) lists) becomes its final result: the
     best of ``final_scores`` (the first of equals).
@@ -223,4 +246,5 @@ def final_hypothesis(
     The server's sessions, whole-utterance decoding and the tests all choose here, so they
     cannot disagree.
     """
-    return best_index(final_scores(hypotheses, search_scores, rescorer, decode, ctc_log_probs, blank_id))
+    scores = final_scores(hypotheses, search_scores, rescorer, decode, ctc_log_probs, blank_id, context_graph)
+    return best_index(scores)

@@ -8,6 +8,7 @@ server's worker, and of every other caller that decodes chunk by chunk.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from torch import Tensor
@@ -15,6 +16,7 @@ from torch import Tensor
 from server.model.state import EncoderState, RowState
 from server.model.transducer import StreamingTransducer
 from server.search.beam import beam_search_frames
+from server.search.context_graph import ContextGraph
 from server.search.greedy import greedy_search_frames
 from server.search.hypotheses import BeamState, BeamTrace, init_beam_state, reset_beams_
 from server.search.options import Search
@@ -71,26 +73,34 @@ def search_frames(
     beams: BeamState,
     frame_offset: Tensor,
     allowed: Tensor | None = None,
+    contexts: Sequence[ContextGraph | None] | None = None,
 ) -> tuple[BeamState, BeamTrace]:
     """Advance the hypotheses over encoder frames (B, T, D), num_frames (B,) valid; beam 1 is greedy search.
 
     allowed (B, V) bool: the tokens each stream may emit (its languages'), or None for all.
+    contexts (B,): each stream's phrase-boosting graph or None (None: no stream boosts).
     """
     if search.beam == 1:
-        return greedy_search_frames(model, encoder_out, num_frames, beams, frame_offset, allowed)
-    return beam_search_frames(model, encoder_out, num_frames, beams, search, frame_offset, allowed)
+        return greedy_search_frames(model, encoder_out, num_frames, beams, frame_offset, allowed, contexts)
+    return beam_search_frames(model, encoder_out, num_frames, beams, search, frame_offset, allowed, contexts)
 
 
 def decode_chunk(
-    model: StreamingTransducer, search: Search, features: Tensor, num_feature_frames: Tensor, state: StreamState
+    model: StreamingTransducer,
+    search: Search,
+    features: Tensor,
+    num_feature_frames: Tensor,
+    state: StreamState,
+    contexts: Sequence[ContextGraph | None] | None = None,
 ) -> ChunkOutput:
     """One chunk of B streams: features (B, feature_window, F), num_feature_frames (B,) real frames.
 
-    ``state`` must have been made for ``search`` (``init_stream_state``).
+    ``state`` must have been made for ``search`` (``init_stream_state``); contexts (B,) each
+    stream's phrase-boosting graph or None.
     """
     frame_offset = model.chunk_frame_offset(state.encoder)
     encoder_out, num_frames, encoder = model.encode_chunk(features, num_feature_frames, state.encoder)
     allowed = model.allowed_tokens(state.encoder.language_weights)
-    beams, trace = search_frames(model, search, encoder_out, num_frames, state.beams, frame_offset, allowed)
+    beams, trace = search_frames(model, search, encoder_out, num_frames, state.beams, frame_offset, allowed, contexts)
     ctc_log_probs = model.ctc_log_probs(encoder_out) if search.uses_ctc else None
     return ChunkOutput(num_frames, trace, StreamState(encoder, beams), ctc_log_probs)

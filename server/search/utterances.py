@@ -8,12 +8,14 @@ the same call a server stream makes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from server.model.transducer import StreamingTransducer
+from server.search.context_graph import ContextGraph
 from server.search.hypotheses import BeamUpdate, Hypothesis, beam_updates, init_beam_state
 from server.search.options import Search
 from server.search.rescoring import final_hypothesis
@@ -39,11 +41,13 @@ def search_utterances(
     streaming: bool = True,
     with_ctc: bool | None = None,
     language_weights: Tensor | None = None,
+    contexts: Sequence[ContextGraph | None] | None = None,
 ) -> list[UtteranceHypotheses]:
     """All K hypotheses of each utterance, before any rescoring: features (B, T, F), feature_lengths (B,).
 
     ``with_ctc`` (default: when the search rescores with it) also returns the CTC head's frames.
     ``language_weights`` (B, K): each utterance's language mask (None: all languages).
+    ``contexts`` (B,): each utterance's phrase-boosting graph or None.
     """
     encoder_out, lengths = model.encode_utterances(features, feature_lengths, streaming, language_weights)
     batch, device = features.shape[0], features.device
@@ -52,7 +56,7 @@ def search_utterances(
     )
     start = torch.zeros(batch, dtype=torch.int64, device=device)
     allowed = None if language_weights is None else model.allowed_tokens(language_weights)
-    beams, trace = search_frames(model, search, encoder_out, lengths, beams, start, allowed)
+    beams, trace = search_frames(model, search, encoder_out, lengths, beams, start, allowed, contexts)
     updates = beam_updates(trace, beams.scores)
     if not (search.uses_ctc if with_ctc is None else with_ctc):
         return [UtteranceHypotheses(update) for update in updates]
@@ -64,12 +68,15 @@ def search_utterances(
 
 
 def final_hypotheses(
-    model: StreamingTransducer, search: Search, results: list[UtteranceHypotheses]
+    model: StreamingTransducer,
+    search: Search,
+    results: list[UtteranceHypotheses],
+    contexts: Sequence[ContextGraph | None] | None = None,
 ) -> list[Hypothesis]:
     """Each utterance's final hypothesis ((token, frame) pairs) among its K, chosen as a server stream
-    chooses it (``rescoring.final_hypothesis``)."""
+    chooses it (``rescoring.final_hypothesis``); ``contexts`` as given to ``search_utterances``."""
     chosen = []
-    for result in results:
+    for row, result in enumerate(results):
         update = result.update
         index = final_hypothesis(
             update.added,
@@ -78,6 +85,7 @@ def final_hypotheses(
             model.tokenizer.decode,
             result.ctc_log_probs,
             model.tokenizer.blank_id,
+            None if contexts is None else contexts[row],
         )
         chosen.append(update.added[index])
     return chosen
