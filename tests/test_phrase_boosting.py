@@ -21,9 +21,10 @@ from asr_client.api.asr.v1 import asr_pb2, asr_pb2_grpc
 from asr_harness import ServerThread, config, fixed_chunks, requires_espeak, stream, synthesize
 from model_helpers import NO_ENDPOINTS, noisy_model
 
+from server.api.search_options import DEFAULT_BOOST, TOKEN_BONUS_PER_BOOST, context_graph
 from server.engine.decoder import StreamOptions
 from server.engine.offline import decode_streams, final_text
-from server.model.checkpoint import DEFAULT_MODEL_DIR
+from server.model.checkpoint import DEFAULT_MODEL_DIR, load_model
 from server.model.transducer import StreamingTransducer
 from server.search.context_graph import ContextGraph, Phrase, build_context_graph
 from server.search.options import Search, SearchOptions
@@ -248,6 +249,26 @@ def greedy(random_model_dir: Path) -> Iterator[asr_pb2_grpc.RecognizerStub]:
 def test_greedy_server_takes_speech_contexts(greedy: asr_pb2_grpc.RecognizerStub) -> None:
     contexts = [asr_pb2.SpeechContext(phrases=["the quick brown fox"], boost=20.0)]
     assert isinstance(_transcript(greedy, "the quick brown fox jumps over the lazy dog", contexts), str)
+
+
+def test_phrases_are_read_as_the_model_writes_words() -> None:
+    """Punctuation and symbols are word breaks, capitals are lowered when only that is in the model's
+    alphabet; the graph knows the words (for the rescorer) and each context's bonus."""
+    tokenizer = load_model(DEFAULT_MODEL_DIR).tokenizer
+    recognition = asr_pb2.RecognitionConfig(
+        speech_contexts=[
+            asr_pb2.SpeechContext(phrases=["Dr. O'Neil-Tanaka,", "  gdansk  "]),
+            asr_pb2.SpeechContext(phrases=["kubernetes"], boost=20.0),
+        ]
+    )
+    graph = context_graph(recognition, tokenizer, "en-small")
+    assert graph is not None
+    assert graph.words == frozenset({"dr", "o'neil", "tanaka", "gdansk", "kubernetes"})
+    deltas, _ = _scores(graph, tokenizer.encode("dr o'neil tanaka"))
+    assert deltas == pytest.approx([DEFAULT_BOOST * TOKEN_BONUS_PER_BOOST] * len(deltas))
+    deltas, _ = _scores(graph, tokenizer.encode("kubernetes"))
+    assert deltas == pytest.approx([20.0 * TOKEN_BONUS_PER_BOOST] * len(deltas))
+    assert context_graph(asr_pb2.RecognitionConfig(), tokenizer, "en-small") is None
 
 
 def _many(count: int) -> list[asr_pb2.SpeechContext]:
