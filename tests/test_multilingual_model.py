@@ -10,7 +10,7 @@ import torch
 
 from server.model.tokenizer import Tokenizer, train_tokenizer
 from training.batching import Batch
-from training.fit import _extend_token_languages
+from training.fit import _extend_token_languages, _freeze
 from training.multilingual_model import (
     _pruned_ffn,
     balanced_texts,
@@ -135,3 +135,28 @@ def test_a_continued_model_gives_new_texts_tokens_to_their_languages(tmp_path: P
     for text in german:
         assert bool(model.token_languages[model.tokenizer.encode(text), 1].all())
     assert torch.equal(model.token_languages[:, 0], english_before), "nothing is taken away"
+
+
+def test_frozen_blocks_are_frozen_and_run_without_dropout(tmp_path: Path) -> None:
+    """fit --freeze-encoder-layers N: no gradient below block N, and no dropout there either (a
+    pretrained encoder's frozen blocks give the same output in training as served)."""
+    texts, languages = _corpus()
+    args = Namespace(
+        seed=0, vocab_size=60, name="cmm-test", whisper_encoder=None, d_model=32, num_layers=3, num_heads=2,
+        ffn_dim=64, chunk_size=4, left_chunks=2, right_context=1,
+    )  # fmt: skip
+    model = build_multilingual_model(args, texts, languages, tmp_path).train()
+    _freeze(model, 2)
+    frozen = [model.encoder.subsampling, *list(model.encoder.layers)[:2]]
+    assert not any(p.requires_grad for module in frozen for p in module.parameters())
+    assert all(p.requires_grad for p in model.encoder.layers[2].parameters())
+    encoder = model.encoder
+    x = torch.randn(2, 60, 80)
+    with torch.no_grad():
+        embedded = encoder._embed(x)
+        position = torch.arange(embedded.shape[1])
+        distance = position[None, :] - position[:, None]
+        full = torch.ones(1, embedded.shape[1], embedded.shape[1], dtype=torch.bool)
+        first, *_ = encoder.layers[0](embedded, full, distance, embedded.shape[1])
+        again, *_ = encoder.layers[0](encoder._embed(x), full, distance, embedded.shape[1])
+    torch.testing.assert_close(first, again)  # in training mode: deterministic, so no dropout
