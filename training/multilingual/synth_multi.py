@@ -27,33 +27,12 @@ from training.multilingual.normalize import LANGUAGES
 from training.multilingual.plan import BATCH, Planner
 from training.multilingual.render import render_batch
 from training.multilingual.voices import check_split
+from training.resumable import check_settings, done_indices
 from training.tts import ENGINES
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.jsonl"
 SETTINGS = "synth-multi.json"
-
-
-def _done_numbers(manifest: Path) -> set[int]:
-    """Utterance numbers already in ``manifest``; a torn last line (the run was killed mid-write) is cut off."""
-    if not manifest.exists():
-        return set()
-    data = manifest.read_bytes()
-    complete = data[: data.rfind(b"\n") + 1]
-    if len(complete) < len(data):
-        manifest.write_bytes(complete)
-    return {json.loads(line)["index"] for line in complete.decode("utf-8").splitlines() if line.strip()}
-
-
-def _check_settings(out_dir: Path, settings: dict) -> None:
-    """Record the data set's settings, or refuse to append to a folder made with other ones."""
-    path = out_dir / SETTINGS
-    if path.exists():
-        previous = json.loads(path.read_text(encoding="utf-8"))
-        if previous != settings:
-            raise SystemExit(f"synth-multi: {out_dir} was made with {previous}, not {settings}; use another --out")
-    else:
-        path.write_text(json.dumps(settings, indent=1) + "\n", encoding="utf-8")
 
 
 def synthesize(
@@ -73,9 +52,9 @@ def synthesize(
     out_dir = Path(out_dir)
     (out_dir / "audio").mkdir(parents=True, exist_ok=True)
     settings = {"seed": seed, "split": split, "languages": list(languages), "engines": engines and list(engines)}
-    _check_settings(out_dir, settings)
+    check_settings(out_dir / SETTINGS, settings, "synth-multi")
     manifest = out_dir / MANIFEST
-    done = _done_numbers(manifest)
+    done = done_indices(manifest)
     planner = Planner(seed, split, num_utterances, languages, engines)
     # A batch is written in one go, so a batch with any row in the manifest is complete. Its plans
     # depend on num_utterances only through the last batch's babble mates.

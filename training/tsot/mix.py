@@ -41,6 +41,7 @@ from server.model.tokenizer import CHANNEL_CHANGE_PIECE, WORD_BOUNDARY
 from server.model.transducer import StreamingTransducer
 from training.manifest import read_audio, read_manifest
 from training.multilingual import augment
+from training.resumable import check_settings, done_indices
 from training.signal_ops import db_to_gain, resample, rms
 from training.tsot.align import TokenAlignment, align
 from training.tsot.serialize import deserialize, serialize
@@ -237,28 +238,6 @@ def render_row(
     }
 
 
-def _done_indices(manifest: Path) -> set[int]:
-    """Row indices already written; a torn last line (a killed run) is cut off."""
-    if not manifest.exists():
-        return set()
-    data = manifest.read_bytes()
-    complete = data[: data.rfind(b"\n") + 1]
-    if len(complete) < len(data):
-        manifest.write_bytes(complete)
-    return {json.loads(line)["index"] for line in complete.decode("utf-8").splitlines() if line.strip()}
-
-
-def _check_settings(out_dir: Path, settings: dict) -> None:
-    """Record the data set's settings, or refuse to append to a folder made with other ones."""
-    path = out_dir / SETTINGS
-    if path.exists():
-        previous = json.loads(path.read_text(encoding="utf-8"))
-        if previous != settings:
-            raise SystemExit(f"mix-tsot: {out_dir} was made with {previous}, not {settings}; use another --out")
-    else:
-        path.write_text(json.dumps(settings, indent=1) + "\n", encoding="utf-8")
-
-
 def build(
     source_manifest: Path,
     out_dir: Path,
@@ -285,9 +264,9 @@ def build(
         "single_fraction": single_fraction,
         "augment_prob": augment_prob,
     }
-    _check_settings(out_dir, settings)
+    check_settings(out_dir / SETTINGS, settings, "mix-tsot")
     manifest = out_dir / MANIFEST
-    done = _done_indices(manifest)
+    done = done_indices(manifest)
     cache = AlignmentCache(out_dir / ALIGNMENTS, model)
     rate = model.config.sample_rate
     written = 0
