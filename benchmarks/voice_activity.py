@@ -11,8 +11,10 @@ first and last sample above 2% of its peak). Then measures, per sentence, the er
 * ``silero``: Silero VAD v5 (the ``silero-vad`` wheel, if installed; not a project dependency),
   offline speech timestamps of the whole scene at its default settings, as a reference.
 
-Prints and writes (``--report``) mean and 90th-percentile absolute errors of BEGIN and END, and the
-share within the issue's ±0.3 s, and the compute per second of audio of each.
+Prints and writes (``--report``) the mean signed error (bias) and the mean, 90th-percentile and
+largest absolute errors of BEGIN and END, the share within the issue's ±0.3 s, and the compute
+per second of audio of each. ``--sentences dev`` draws generated training-mixture text instead of
+the held-out sentences: choose settings there, report on the held-out ones.
 
 Usage:
     python benchmarks/voice_activity.py [--scenes 40] [--seed 0] [--report reports/voice_activity.json]
@@ -40,6 +42,7 @@ from server.engine.decoder import StreamOptions, Update  # noqa: E402
 from server.engine.offline import decode_streams, in_pieces  # noqa: E402
 from server.model.checkpoint import DEFAULT_MODEL_DIR  # noqa: E402
 from server.search.loading import load_model_and_search  # noqa: E402
+from training.lm import DEFAULT_LM_MIXTURE, generate_text  # noqa: E402
 
 RATE = 16000
 VOICES = ["en-us", "en", "en-us+f2", "en+m3", "en-us+f4", "en+klatt", "en-gb-x-rp"]
@@ -96,8 +99,8 @@ def silero_events(audio: np.ndarray) -> list[tuple[float, float]] | None:
 
 
 def errors(found: list[tuple[float, float]], truth: list[tuple[float, float]]) -> tuple[list[float], list[float]]:
-    """Begin and end errors of each true span against the found span nearest to it (a missing one
-    counts as an error of the whole span's length)."""
+    """Signed begin and end errors (found minus true) of each true span against the found span
+    nearest to it (a missing one counts as an error of the whole span's length)."""
     begin, end = [], []
     for start, stop in truth:
         if not found:
@@ -105,14 +108,16 @@ def errors(found: list[tuple[float, float]], truth: list[tuple[float, float]]) -
             end.append(stop - start)
             continue
         nearest = min(found, key=lambda span: abs(span[0] - start) + abs(span[1] - stop))
-        begin.append(abs(nearest[0] - start))
-        end.append(abs(nearest[1] - stop))
+        begin.append(nearest[0] - start)
+        end.append(nearest[1] - stop)
     return begin, end
 
 
 def summary(values: list[float]) -> dict[str, float]:
-    array = np.asarray(values)
+    signed = np.asarray(values)
+    array = np.abs(signed)
     return {
+        "bias_s": round(float(signed.mean()), 3),
         "mean_s": round(float(array.mean()), 3),
         "p90_s": round(float(np.percentile(array, 90)), 3),
         "max_s": round(float(array.max()), 3),
@@ -126,10 +131,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model-dir", type=Path, default=Path(DEFAULT_MODEL_DIR))
     parser.add_argument("--report", type=Path, default=Path("reports/voice_activity.json"))
+    parser.add_argument(
+        "--sentences",
+        choices=["heldout", "dev"],
+        default="heldout",
+        help="held-out sentences (report), or generated training-mixture text (dev: to choose settings on)",
+    )
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
-    sentences = (ROOT / "training/data/heldout_sentences.txt").read_text().split("\n")
-    sentences = [s for s in sentences if s.strip()]
+    if args.sentences == "dev":
+        sentences = generate_text(400, DEFAULT_LM_MIXTURE, seed=args.seed + 1000)
+    else:
+        sentences = (ROOT / "training/data/heldout_sentences.txt").read_text().split("\n")
+        sentences = [s for s in sentences if s.strip()]
     scenes = [scene(rng, sentences) for _ in range(args.scenes)]
     model, search = load_model_and_search(args.model_dir)
     audio_seconds = sum(audio.size for audio, _ in scenes) / RATE

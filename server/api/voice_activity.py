@@ -23,6 +23,11 @@ from server.engine.decoder import Update
 # How long after the model has heard a word its first token can come out (the transducer's lag;
 # measured up to about 0.5 s here).
 TOKEN_LAG_MS = 500
+# The first token comes a little after the voice starts, and the final's last token a little
+# before it stops: the events are moved by the mean offsets measured on generated (dev) text with
+# the bundled model (benchmarks/voice_activity.py --sentences dev: begin +34 ms, end -86 ms late).
+BEGIN_LEAD_MS = 40
+END_LAG_MS = 80
 
 
 @dataclass
@@ -49,11 +54,11 @@ class VoiceActivity:
             if not self.in_speech and result.utterance_index not in self._begun:
                 self._begun.add(result.utterance_index)
                 self.in_speech = self.speech_seen = True
-                found.append((asr_pb2.SPEECH_ACTIVITY_BEGIN, result.start_ms))
+                found.append((asr_pb2.SPEECH_ACTIVITY_BEGIN, max(0, result.start_ms - BEGIN_LEAD_MS)))
             if result.is_final and self.in_speech:
                 self.in_speech = False
-                self.last_end_ms = result.end_ms
-                found.append((asr_pb2.SPEECH_ACTIVITY_END, result.end_ms))
+                self.last_end_ms = result.end_ms + END_LAG_MS
+                found.append((asr_pb2.SPEECH_ACTIVITY_END, self.last_end_ms))
         return found
 
     def timed_out(self, processed_ms: float) -> bool:
