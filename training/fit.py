@@ -127,9 +127,9 @@ def _freeze(model: StreamingTransducer, num_layers: int) -> None:
     for module in frozen:
         for parameter in module.parameters():
             parameter.requires_grad_(False)
-        # No dropout in frozen blocks: Whisper was trained without it, and with it (p 0.1) its
-        # blocks' output is so noisy that a CTC head on top stays at chance (4.6 vs 2.9 per token
-        # after 50 steps on the same frozen features without it).
+        # No dropout in frozen blocks: they should compute in training what they compute served,
+        # and Whisper was trained without it. With it (p 0.1) a CTC head fitting 80 utterances'
+        # frozen features reached 4.6 per token in 50 steps, against 2.9 without.
         for dropout in (m for m in module.modules() if isinstance(m, nn.Dropout)):
             dropout.p = 0.0
     model.encoder.dropout.p = 0.0  # the stem's output, which the frozen blocks read
