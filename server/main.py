@@ -74,6 +74,7 @@ async def serve(settings: Settings) -> None:
         port=settings.port,
         max_streams=settings.max_streams,
         drain_timeout_s=settings.drain_timeout_s,
+        finals_timeout_s=settings.drain_finals_timeout_s,
         connections=ConnectionPolicy(
             idle_timeout_s=settings.idle_timeout_s,
             keepalive_time_s=settings.keepalive_time_s,

@@ -72,6 +72,12 @@ class Settings(BaseSettings):
         ge=0,
         description="On SIGTERM/SIGINT: how long in-flight streams may run to completion before the server exits.",
     )
+    drain_finals_timeout_s: float = Field(
+        5.0,
+        ge=0,
+        description="After the drain timeout: how long the open streams, finalised, get to send their "
+        "last finals before the rest are cancelled.",
+    )
     step_timeout_s: float = Field(
         10.0,
         ge=0,

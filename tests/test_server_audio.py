@@ -80,3 +80,12 @@ def test_odd_length_linear16_chunk_is_an_error() -> None:
         decoder.accept(b"\x00\x00\x00")
     # One-byte encodings have no such constraint.
     assert AudioDecoder(asr_pb2.MULAW, 8000, 1, None, 8000).accept(b"\xff" * 3).size == 3
+
+
+def test_audio_after_the_end_is_dropped() -> None:
+    """A reader may hand over one more chunk after the stream's audio ended (drain, timeout)."""
+    decoder = AudioDecoder(asr_pb2.LINEAR16, 22050, 1, None, 16000)
+    assert decoder.accept(np.zeros(2205, "<i2").tobytes()).size > 0
+    decoder.flush()
+    assert decoder.accept(np.ones(2205, "<i2").tobytes()).size == 0
+    assert decoder.flush().size == 0

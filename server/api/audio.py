@@ -89,6 +89,9 @@ class AudioDecoder:
             else soxr.ResampleStream(sample_rate, target_rate, 1, dtype="float32", quality="HQ")
         )
         self.input_frames = 0  # audio frames (samples per channel) received so far
+        # After flush (the stream's audio ended: half-close, a drain, a voice activity timeout)
+        # later chunks are dropped: the reader may still hand one over before it stops.
+        self._flushed = False
 
     @property
     def input_seconds(self) -> float:
@@ -110,6 +113,8 @@ class AudioDecoder:
     def accept(self, data: bytes) -> np.ndarray:
         """Decode one chunk; returns the float32 mono samples it completes at the target rate."""
         self.check_length(len(data))
+        if self._flushed:
+            return np.zeros(0, np.float32)
         data = self._pending + data
         frame_bytes = self.bytes_per_sample * self.channels
         usable = len(data) - len(data) % frame_bytes
@@ -125,6 +130,9 @@ class AudioDecoder:
 
     def flush(self) -> np.ndarray:
         """End of audio: the resampler's remaining output (a split trailing frame is dropped)."""
+        if self._flushed:
+            return np.zeros(0, np.float32)
+        self._flushed = True
         self._pending = b""
         return self._resample(np.zeros(0, np.float32), last=True)
 

@@ -84,6 +84,7 @@ class ContainerDecoder:
         self._undecoded = 0  # bytes received since the last decode attempt
         self._frames_done = 0  # frames (per channel) returned so far
         self._resampler: soxr.ResampleStream | None = None
+        self._flushed = False  # later chunks are dropped (as ``AudioDecoder`` does)
 
     @property
     def input_seconds(self) -> float:
@@ -99,6 +100,8 @@ class ContainerDecoder:
                 f"{self.name} streams are limited to {MAX_CONTAINER_BYTES // 2**20} MiB; "
                 "send longer audio as LINEAR16, MULAW or ALAW"
             )
+        if self._flushed:
+            return np.zeros(0, np.float32)
         self._data += data
         self._undecoded += len(data)
         if self._undecoded < _DECODE_EVERY_BYTES:
@@ -107,8 +110,10 @@ class ContainerDecoder:
 
     def flush(self) -> np.ndarray:
         """End of the stream: whatever frames remain."""
-        if not self._data:
+        if self._flushed or not self._data:
+            self._flushed = True
             return np.zeros(0, np.float32)
+        self._flushed = True
         if self.encoding == asr_pb2.OGG_OPUS:
             self._check_whole_pages()
         return self._decode(last=True)

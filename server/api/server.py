@@ -21,7 +21,7 @@ from server.engine.registry import ModelRegistry
 
 log = logging.getLogger(__name__)
 
-# After the drain timeout, how long the finalised streams get to send their finals.
+# After the drain timeout, how long the finalised streams get to send their finals (default).
 FINALS_ON_DRAIN_TIMEOUT_S = 5.0
 
 SERVICE_NAME = asr_pb2.DESCRIPTOR.services_by_name["Recognizer"].full_name
@@ -77,6 +77,7 @@ class AsrServer:
         port: int = 50051,
         max_streams: int = 64,
         drain_timeout_s: float = 30.0,
+        finals_timeout_s: float = FINALS_ON_DRAIN_TIMEOUT_S,
         warmup: bool = True,
         connections: ConnectionPolicy | None = None,
         tls: ServerTls | None = None,
@@ -88,6 +89,7 @@ class AsrServer:
         self.requested_port = port
         self.port: int | None = None
         self.drain_timeout_s = drain_timeout_s
+        self.finals_timeout_s = finals_timeout_s
         self.warmup = warmup
         self.connections = connections or ConnectionPolicy()
         self.tls = tls
@@ -206,7 +208,7 @@ class AsrServer:
             assert self._servicer is not None
             finishing = self._servicer.finish_open_streams()
             log.warning("drain timeout: finalising %d open stream(s)", finishing)
-            if not await self.admission.wait_idle(FINALS_ON_DRAIN_TIMEOUT_S):
+            if not await self.admission.wait_idle(self.finals_timeout_s):
                 log.warning("drain: cancelling %d stream(s) that did not finish", self.admission.active)
         await self.stop()
 
