@@ -4,16 +4,17 @@ Builds scenes of two held-out sentences between silences (``training/data/heldou
 espeak-ng voices and speeds drawn by ``--seed``), and knows where each sentence's voice is (the
 first and last sample above 2% of its peak). Then measures, per sentence, the error of:
 
-* ``model``: the server's events (``server.api.voice_activity``): an utterance begins at its first
-  token and ends at the end of its final, from the bundled model's streamed results (the same
-  per-stream decoder the server runs, ``server.engine.offline.decode_streams``, with its default
-  endpointing);
-* ``silero``: Silero VAD v5 (the ``silero-vad`` wheel, if installed; not a project dependency),
-  offline speech timestamps of the whole scene at its default settings, as a reference.
+* ``silero``: the server's events (``server.api.speech_detector``): Silero VAD streamed over the
+  scene in 0.1-s chunks, with the settings given (``--min-silence-ms``, ``--begin-pad-ms``, ``--end-offset-ms``);
+* ``model``: the rule the server used before (decision 0025): an utterance begins at its first
+  token (less 40 ms) and ends at the end of its final (plus 80 ms), from the bundled model's
+  streamed results (the per-stream decoder the server runs, ``server.engine.offline.decode_streams``,
+  with its default endpointing).
 
 Prints and writes (``--report``) the mean signed error (bias) and the mean, 90th-percentile and
-largest absolute errors of BEGIN and END, the share within the issue's ±0.3 s, and the compute
-per second of audio of each. ``--sentences dev`` draws generated training-mixture text instead of
+largest absolute errors of BEGIN and END, the share within the issue's ±0.3 s, the spans found
+per sentence (above 1: speech split at pauses), and the compute per second of audio of each.
+``--sentences dev`` draws generated training-mixture text instead of
 the held-out sentences: choose settings there, report on the held-out ones.
 
 Usage:
@@ -37,7 +38,7 @@ import soxr
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from server.api.voice_activity import VoiceActivity  # noqa: E402
+from server.api.speech_detector import DetectorSettings, DetectorState, SpeechDetector  # noqa: E402
 from server.engine.decoder import StreamOptions, Update  # noqa: E402
 from server.engine.offline import decode_streams, in_pieces  # noqa: E402
 from server.model.checkpoint import DEFAULT_MODEL_DIR  # noqa: E402
@@ -77,25 +78,32 @@ def scene(rng: random.Random, sentences: list[str]) -> tuple[np.ndarray, list[tu
 
 
 def model_events(updates: list[Update]) -> list[tuple[float, float]]:
-    """(begin, end) per utterance from the server's voice activity tracker."""
-    voice = VoiceActivity()
-    begins: list[float] = []
-    ends: list[float] = []
+    """(begin, end) per utterance by the former rule: first token less 40 ms, final's end plus 80."""
+    spans: list[tuple[float, float]] = []
+    begun: set[int] = set()
+    began = 0.0
     for update in updates:
-        for event, ms in voice.events(update):
-            (begins if event == 2 else ends).append(ms / 1000)
-    return list(zip(begins, ends, strict=False))
+        for result in update.results:
+            if not result.transcript:
+                continue
+            if result.utterance_index not in begun:
+                begun.add(result.utterance_index)
+                began = max(0, result.start_ms - 40) / 1000
+            if result.is_final:
+                spans.append((began, (result.end_ms + 80) / 1000))
+    return spans
 
 
-def silero_events(audio: np.ndarray) -> list[tuple[float, float]] | None:
-    try:
-        import silero_vad
-        import torch
-    except ImportError:
-        return None
-    model = silero_vad.load_silero_vad(onnx=True)
-    stamps = silero_vad.get_speech_timestamps(torch.from_numpy(audio), model, sampling_rate=RATE)
-    return [(s["start"] / RATE, s["end"] / RATE) for s in stamps]
+def silero_events(detector: SpeechDetector, audio: np.ndarray) -> list[tuple[float, float]]:
+    """(begin, end) per span from the server's streaming detector, fed 0.1-s chunks."""
+    state, edges = DetectorState(), []
+    for start in range(0, audio.size, 1600):
+        state, found = detector.accept(state, audio[start : start + 1600])
+        edges += found
+    edges += detector.finish(state)
+    begins = [edge.at_ms / 1000 for edge in edges if edge.begins]
+    ends = [edge.at_ms / 1000 for edge in edges if not edge.begins]
+    return list(zip(begins, ends, strict=True))
 
 
 def errors(found: list[tuple[float, float]], truth: list[tuple[float, float]]) -> tuple[list[float], list[float]]:
@@ -111,6 +119,17 @@ def errors(found: list[tuple[float, float]], truth: list[tuple[float, float]]) -
         begin.append(nearest[0] - start)
         end.append(nearest[1] - stop)
     return begin, end
+
+
+def scored(found: list[list[tuple[float, float]]], truths: list[list[tuple[float, float]]]) -> dict[str, object]:
+    begin: list[float] = []
+    end: list[float] = []
+    for spans, truth in zip(found, truths, strict=True):
+        b, e = errors(spans, truth)
+        begin += b
+        end += e
+    spans_per_sentence = sum(len(spans) for spans in found) / sum(len(truth) for truth in truths)
+    return {"begin": summary(begin), "end": summary(end), "spans_per_sentence": round(spans_per_sentence, 3)}
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -131,6 +150,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model-dir", type=Path, default=Path(DEFAULT_MODEL_DIR))
     parser.add_argument("--report", type=Path, default=Path("reports/voice_activity.json"))
+    parser.add_argument("--min-silence-ms", type=int, default=DetectorSettings.min_silence_ms)
+    parser.add_argument("--begin-pad-ms", type=int, default=DetectorSettings.begin_pad_ms)
+    parser.add_argument("--end-offset-ms", type=int, default=DetectorSettings.end_offset_ms)
+    parser.add_argument("--skip-model", action="store_true", help="only the Silero detector (fast, for tuning)")
     parser.add_argument(
         "--sentences",
         choices=["heldout", "dev"],
@@ -145,40 +168,37 @@ def main(argv: list[str] | None = None) -> None:
         sentences = (ROOT / "training/data/heldout_sentences.txt").read_text().split("\n")
         sentences = [s for s in sentences if s.strip()]
     scenes = [scene(rng, sentences) for _ in range(args.scenes)]
-    model, search = load_model_and_search(args.model_dir)
     audio_seconds = sum(audio.size for audio, _ in scenes) / RATE
-
-    started = time.process_time()
-    updates = decode_streams(model, search, [in_pieces(audio, 1600) for audio, _ in scenes], StreamOptions())
-    model_cpu = time.process_time() - started
+    truths = [truth for _, truth in scenes]
     results: dict[str, dict[str, object]] = {}
-    begin, end = [], []
-    for stream_updates, (_, truth) in zip(updates, scenes, strict=True):
-        b, e = errors(model_events(stream_updates), truth)
-        begin += b
-        end += e
-    results["model"] = {"begin": summary(begin), "end": summary(end), "cpu_s_per_audio_s": "0 (the recognizer's own)"}
+    model_cpu = None
+    if not args.skip_model:
+        model, search = load_model_and_search(args.model_dir)
+        started = time.process_time()
+        updates = decode_streams(model, search, [in_pieces(audio, 1600) for audio, _ in scenes], StreamOptions())
+        model_cpu = round((time.process_time() - started) / audio_seconds, 4)
+        results["model"] = scored([model_events(u) for u in updates], truths)
+        results["model"]["cpu_s_per_audio_s"] = "0 (the recognizer's own)"
 
+    detector = SpeechDetector(
+        DetectorSettings(
+            min_silence_ms=args.min_silence_ms, begin_pad_ms=args.begin_pad_ms, end_offset_ms=args.end_offset_ms
+        )
+    )
     started = time.process_time()
-    silero = [silero_events(audio) for audio, _ in scenes]
-    silero_cpu = time.process_time() - started
-    if all(found is not None for found in silero):
-        begin, end = [], []
-        for found, (_, truth) in zip(silero, scenes, strict=True):
-            assert found is not None
-            b, e = errors(found, truth)
-            begin += b
-            end += e
-        results["silero"] = {
-            "begin": summary(begin),
-            "end": summary(end),
-            "cpu_s_per_audio_s": round(silero_cpu / audio_seconds, 4),
-        }
+    silero = [silero_events(detector, audio) for audio, _ in scenes]
+    results["silero"] = scored(silero, truths)
+    results["silero"]["cpu_s_per_audio_s"] = round((time.process_time() - started) / audio_seconds, 4)
+    results["silero"]["settings"] = {
+        "min_silence_ms": args.min_silence_ms,
+        "begin_pad_ms": args.begin_pad_ms,
+        "end_offset_ms": args.end_offset_ms,
+    }
     report = {
         "scenes": args.scenes,
         "sentences": 2 * args.scenes,
         "audio_seconds": round(audio_seconds, 1),
-        "model_decode_cpu_s_per_audio_s": round(model_cpu / audio_seconds, 4),
+        "model_decode_cpu_s_per_audio_s": model_cpu,
         "results": results,
     }
     print(json.dumps(report, indent=1))

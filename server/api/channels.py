@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import numpy as np
 from asr_client.api.asr.v1 import asr_pb2
 
 from server.api.audio import AudioDecoder
@@ -32,8 +33,14 @@ class ChannelStream:
 
     def finish(self) -> None:
         """End of this stream's audio: flush the audio decoder, finalise the session."""
-        self.session.accept_audio(self.decoder.flush())
+        self.accept(self.decoder.flush())
+        self.shaped.end_of_audio()
         self.session.finish()
+
+    def accept(self, samples: np.ndarray) -> None:
+        """Decoded samples at the model's rate into the session (and the voice activity detector)."""
+        self.session.accept_audio(samples)
+        self.shaped.hear(samples)
 
     def release(self) -> None:
         """Free the slot now and the decoder's buffers (whatever ended the call)."""

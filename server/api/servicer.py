@@ -81,9 +81,7 @@ class RecognizerServicer(asr_pb2_grpc.RecognizerServicer):
             streaming_config = first.streaming_config
             resources.model = _model_label(self.registry, streaming_config.config.model)
             options = streaming_options(streaming_config)
-            # Voice activity comes from the partial results, so the decoder makes them then.
-            interim = options.interim_results or options.tracks_voice
-            validated = validate_config(streaming_config.config, self.registry, interim)
+            validated = validate_config(streaming_config.config, self.registry, options.interim_results)
             streams = self._open_streams(validated, options, resources)
             for stream in streams:
                 stream.session.step_listener = stream.shaped.timeout_listener(stream.finish)
@@ -107,7 +105,7 @@ class RecognizerServicer(asr_pb2_grpc.RecognizerServicer):
             _check_recognize_audio(request.audio_content, validated)
             streams = self._open_streams(validated, StreamingOptions(), resources)
             for stream in streams:
-                await _feed(request.audio_content, stream.decoder, stream.session)
+                await _feed(request.audio_content, stream)
                 stream.finish()
             response = asr_pb2.RecognizeResponse()
             async for stream, update in merged_updates(streams):
@@ -217,17 +215,18 @@ def _check_recognize_audio(data: bytes, validated: ValidatedConfig) -> None:
         )
 
 
-async def _feed(data: bytes, decoder: AudioDecoder | ContainerDecoder, session: StreamSession) -> None:
+async def _feed(data: bytes, stream: ChannelStream) -> None:
     """One message's audio into the session a piece at a time (``decoder.piece_bytes``: 0.5 s of raw
     audio), with the event loop free in between, waiting for the model between pieces while the
     stream's backlog is full (``StreamSession.wait_for_capacity``): one 16 MiB message (35 min of
     8-kHz MULAW) neither stalls other streams nor becomes 35 minutes of features in memory at once."""
+    decoder = stream.decoder
     decoder.check_length(len(data))
     piece = decoder.piece_bytes
     view = memoryview(data)
     for start in range(0, len(data), piece):
-        session.accept_audio(decoder.accept(bytes(view[start : start + piece])))
-        await session.wait_for_capacity()
+        stream.accept(decoder.accept(bytes(view[start : start + piece])))
+        await stream.session.wait_for_capacity()
         if start + piece < len(data):
             await asyncio.sleep(0)  # let other streams' responses out between pieces
 
@@ -273,7 +272,7 @@ async def _pump_audio(
                 raise invalid_argument("streaming_config may only be sent in the first request of a stream")
             if kind is not None:
                 for stream in streams:
-                    await _feed(request.audio_content, stream.decoder, stream.session)
+                    await _feed(request.audio_content, stream)
         for stream in streams:
             stream.finish()
     except AudioFormatError as error:
