@@ -7,6 +7,8 @@ sox call.wav -t raw -e mu-law -r 8000 - | asr transcribe - --encoding mulaw --ra
 curl -s https://example.com/talk.flac | asr transcribe -    # FLAC, Ogg: decoded once all arrived
 asr transcribe call.wav --json | jq .text
 asr transcribe talk.wav --format srt > talk.srt
+asr transcribe call.wav --phrase tanaka --phrase gdansk --boost 8 --alternatives 3
+asr transcribe - --rate 16000 --single-utterance --vad-events   # one command from a microphone
 asr models
 
 Ctrl-C: the first ends the audio there (the stream half-closes and its last results still
@@ -28,7 +30,7 @@ from rich.console import Console
 from asr_client import __version__
 from asr_client.api.asr.v1 import asr_pb2
 from asr_client.audio import AudioDecodeError, paced
-from asr_client.client import DEFAULT_SERVER, AsrClient, recognition_config
+from asr_client.client import DEFAULT_SERVER, AsrClient, recognition_config, streaming_config
 from asr_client.interrupt import StopOnInterrupt, until_stopped
 from asr_client.output import Labels, print_json_stream, print_models, print_subtitle_stream, print_text_stream
 from asr_client.sources import RAW_ENCODINGS, AudioSource, RawFormat, file_source, stdin_stream, stream_source
@@ -122,6 +124,54 @@ def _parser() -> argparse.ArgumentParser:
     transcribe.add_argument(
         "--words", action="store_true", help="word time offsets: in text mode a line of word times after each final"
     )
+    transcribe.add_argument(
+        "--word-confidence",
+        action="store_true",
+        help="each word's confidence (implies --words; in text mode after each word's times)",
+    )
+    transcribe.add_argument(
+        "--alternatives",
+        type=_positive_int,
+        metavar="N",
+        help="up to N distinct transcripts per final, best first (1 to 10; max_alternatives); in text mode "
+        "the others follow each final as '  #2 ...'",
+    )
+    transcribe.add_argument(
+        "--phrase",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="a word or phrase to favour (phrase boosting: speech_contexts); repeat for more",
+    )
+    transcribe.add_argument(
+        "--boost",
+        type=_finite_float,
+        default=0.0,
+        metavar="F",
+        help="how much to favour the --phrase phrases, 0 to 20 (default: the server's, 5)",
+    )
+    transcribe.add_argument(
+        "--single-utterance",
+        action="store_true",
+        help="stop after the first utterance: the server ends the stream after its final",
+    )
+    transcribe.add_argument(
+        "--vad-events",
+        action="store_true",
+        help="voice activity events: '[speech begins at 1.02 s]' lines (JSON: speech_event_type)",
+    )
+    transcribe.add_argument(
+        "--speech-start-timeout",
+        type=_positive_float,
+        metavar="S",
+        help="end the stream if no speech starts within S seconds (voice_activity_timeout)",
+    )
+    transcribe.add_argument(
+        "--speech-end-timeout",
+        type=_positive_float,
+        metavar="S",
+        help="end the stream S seconds after speech ends if no more starts (voice_activity_timeout)",
+    )
     channels = transcribe.add_mutually_exclusive_group()
     channels.add_argument(
         "--channel",
@@ -168,6 +218,17 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _finite_float(text: str) -> float:
+    """argparse type: a finite number (the server checks its range)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number; got {text!r}")
+    return value
+
+
 def _int_at_least(text: str, low: int, wanted: str) -> int:
     try:
         value = int(text)
@@ -196,6 +257,12 @@ def _output_format(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
     if chosen in SUBTITLE_FORMATS and len(args.files) > 1:
         parser.error(f"--format {chosen} writes the subtitles of one FILE; got {len(args.files)}")
     return str(chosen)
+
+
+def _check_transcribe_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuses options that mean nothing together."""
+    if args.boost and not args.phrase:
+        parser.error("--boost applies to the --phrase phrases; give at least one --phrase")
 
 
 def _error(message: str) -> None:
@@ -231,8 +298,19 @@ def _stream_config(source: AudioSource, args: argparse.Namespace) -> asr_pb2.Str
         multi_talker=args.multi_talker,
         # Subtitles are timed by the words when the server gives them.
         enable_word_time_offsets=args.words or args.output in SUBTITLE_FORMATS,
+        enable_word_confidence=args.word_confidence,
+        max_alternatives=args.alternatives or 0,
+        phrases=args.phrase,
+        boost=args.boost,
     )
-    return asr_pb2.StreamingRecognitionConfig(config=config, interim_results=True)
+    return streaming_config(
+        config,
+        interim_results=True,
+        single_utterance=args.single_utterance,
+        enable_voice_activity_events=args.vad_events,
+        speech_start_timeout_s=args.speech_start_timeout,
+        speech_end_timeout_s=args.speech_end_timeout,
+    )
 
 
 def _show(
@@ -296,6 +374,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "transcribe":
         args.output = _output_format(parser, args)
+        _check_transcribe_options(parser, args)
+        args.words = args.words or args.word_confidence
     console = Console(highlight=False)
     try:
         if args.command == "models":

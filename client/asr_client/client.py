@@ -7,6 +7,16 @@
             for result in response.results:
                 print(result.is_final, result.alternatives[0].transcript)
 
+N-best, phrase boosting, one utterance, voice activity events (``recognition_config`` and
+``streaming_config`` build the same requests for ``streaming_recognize``):
+
+        for response in client.stream_file(
+            "call.wav", max_alternatives=3, phrases=["tanaka"], boost=8,
+            single_utterance=True, enable_voice_activity_events=True,
+        ):
+            if response.speech_event_type:  # asr_pb2.SPEECH_ACTIVITY_BEGIN, ...
+                print(asr_pb2.SpeechEventType.Name(response.speech_event_type))
+
 Errors arrive as ``grpc.RpcError`` (``grpc.aio.AioRpcError`` for the asyncio client) with
 the status code and message the server sent.
 
@@ -18,6 +28,7 @@ A server with TLS and bearer tokens:
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +36,7 @@ from typing import Any
 
 import grpc
 import grpc.aio
+from google.protobuf.duration_pb2 import Duration
 
 from asr_client.api.asr.v1 import asr_pb2, asr_pb2_grpc
 from asr_client.audio import BYTES_PER_SAMPLE, apaced, chunk_size_bytes, paced, read_audio_file, split_chunks
@@ -49,8 +61,28 @@ def recognition_config(
     trailing_silence_ms: int = 0,
     max_utterance_ms: int = 0,
     separate_recognition_per_channel: bool = False,
+    max_alternatives: int = 0,
+    enable_word_confidence: bool = False,
+    speech_contexts: Sequence[asr_pb2.SpeechContext] = (),
+    phrases: Sequence[str] = (),
+    boost: float = 0.0,
 ) -> asr_pb2.RecognitionConfig:
-    """A ``RecognitionConfig`` from keyword arguments (0 and empty values: server defaults)."""
+    """A ``RecognitionConfig`` from keyword arguments (0 and empty values: server defaults).
+
+    ``max_alternatives``: distinct transcripts (best first) in each final result, 1 to 10; 0
+    means 1. ``enable_word_confidence``: fill each word's ``confidence`` (the words come with
+    ``enable_word_time_offsets``). Phrase boosting: ``speech_contexts`` are sent as they are;
+    ``phrases`` is a shorthand that adds one more ``SpeechContext(phrases=phrases, boost=boost)``
+    (``boost`` 0 to 20, 0: the server default of 5; ``boost`` without ``phrases`` is refused).
+    The server checks the ranges and answers INVALID_ARGUMENT with what it accepts.
+
+        recognition_config(16000, max_alternatives=3, phrases=["tanaka", "gdansk"], boost=8)
+    """
+    if boost and not phrases:
+        raise ValueError(f"boost applies to phrases; got boost={boost:g} and no phrases")
+    contexts = list(speech_contexts)
+    if phrases:
+        contexts.append(asr_pb2.SpeechContext(phrases=list(phrases), boost=boost))
     config = asr_pb2.RecognitionConfig(
         model=model,
         encoding=encoding,
@@ -63,16 +95,58 @@ def recognition_config(
         language_codes=list(language_codes),
         multi_talker=multi_talker,
         separate_recognition_per_channel=separate_recognition_per_channel,
+        max_alternatives=max_alternatives,
+        enable_word_confidence=enable_word_confidence,
+        speech_contexts=contexts,
     )
     if selected_channel is not None:
         config.selected_channel = selected_channel
     return config
 
 
+def _duration(seconds: float, name: str) -> Duration:
+    if not math.isfinite(seconds):
+        raise ValueError(f"{name} must be a finite number of seconds; got {seconds!r}")
+    duration = Duration()
+    duration.FromNanoseconds(round(seconds * 1e9))
+    return duration
+
+
 def streaming_config(
-    config: asr_pb2.RecognitionConfig, interim_results: bool = True
+    config: asr_pb2.RecognitionConfig,
+    interim_results: bool = True,
+    *,
+    single_utterance: bool = False,
+    enable_voice_activity_events: bool = False,
+    speech_start_timeout_s: float | None = None,
+    speech_end_timeout_s: float | None = None,
 ) -> asr_pb2.StreamingRecognitionConfig:
-    return asr_pb2.StreamingRecognitionConfig(config=config, interim_results=interim_results)
+    """A ``StreamingRecognitionConfig``: ``config`` and the options of a stream.
+
+    ``interim_results``: send partial results while an utterance is in progress.
+    ``single_utterance``: the server ends the stream after the first final, with a response
+    whose ``speech_event_type`` is ``END_OF_SINGLE_UTTERANCE``.
+    ``enable_voice_activity_events``: responses with ``SPEECH_ACTIVITY_BEGIN`` / ``_END`` (and
+    ``speech_event_time``) where speech starts and stops.
+    ``speech_start_timeout_s`` / ``speech_end_timeout_s`` (``voice_activity_timeout``, seconds,
+    None: no limit): with no speech this long from the start of the stream / after speech ended,
+    the server sends ``SPEECH_ACTIVITY_TIMEOUT`` and ends the stream (1 ms to 3600 s).
+    """
+    streaming = asr_pb2.StreamingRecognitionConfig(
+        config=config,
+        interim_results=interim_results,
+        single_utterance=single_utterance,
+        enable_voice_activity_events=enable_voice_activity_events,
+    )
+    if speech_start_timeout_s is not None:
+        streaming.voice_activity_timeout.speech_start_timeout.CopyFrom(
+            _duration(speech_start_timeout_s, "speech_start_timeout_s")
+        )
+    if speech_end_timeout_s is not None:
+        streaming.voice_activity_timeout.speech_end_timeout.CopyFrom(
+            _duration(speech_end_timeout_s, "speech_end_timeout_s")
+        )
+    return streaming
 
 
 def _as_streaming(
@@ -107,14 +181,15 @@ async def _arequests(
 
 
 def _file_stream(
-    path: str | Path, chunk_ms: float, options: dict[str, Any]
-) -> tuple[Iterator[bytes], int, asr_pb2.RecognitionConfig]:
-    """A file's LINEAR16 chunks, its byte rate (for pacing) and the config that describes it."""
+    path: str | Path, chunk_ms: float, interim_results: bool, streaming: dict[str, Any], options: dict[str, Any]
+) -> tuple[Iterator[bytes], int, asr_pb2.StreamingRecognitionConfig]:
+    """A file's LINEAR16 chunks, its byte rate (for pacing) and the config that describes it
+    (``streaming``: ``streaming_config`` keywords; ``options``: ``recognition_config`` ones)."""
     audio = read_audio_file(path)
     chunk = chunk_size_bytes(audio.sample_rate, audio.channels, chunk_ms)
     config = recognition_config(audio.sample_rate, audio_channel_count=audio.channels, **options)
     bytes_per_second = audio.sample_rate * audio.channels * BYTES_PER_SAMPLE
-    return split_chunks(audio.data, chunk), bytes_per_second, config
+    return split_chunks(audio.data, chunk), bytes_per_second, streaming_config(config, interim_results, **streaming)
 
 
 @dataclass(frozen=True)
@@ -198,8 +273,9 @@ class AsrClient:
     ) -> Iterator[asr_pb2.StreamingRecognizeResponse]:
         """Stream ``audio`` chunks (any size) described by ``config``; yield the responses.
 
-        ``interim_results`` applies when ``config`` is a plain ``RecognitionConfig``.
-        Breaking out of the loop cancels the call (the server frees the stream at once).
+        ``interim_results`` applies when ``config`` is a plain ``RecognitionConfig``; for
+        single-utterance streams, voice activity events and timeouts pass a
+        ``streaming_config(...)``. Breaking out of the loop cancels the call (the server frees the stream at once).
         """
         requests = _requests(_as_streaming(config, interim_results), audio)
         call = self.stub.StreamingRecognize(requests, timeout=timeout)
@@ -215,18 +291,33 @@ class AsrClient:
         chunk_ms: float = 100.0,
         speed: float | None = None,
         interim_results: bool = True,
+        single_utterance: bool = False,
+        enable_voice_activity_events: bool = False,
+        speech_start_timeout_s: float | None = None,
+        speech_end_timeout_s: float | None = None,
         timeout: float | None = None,
         **options: Any,
     ) -> Iterator[asr_pb2.StreamingRecognizeResponse]:
         """Stream a file (any format soundfile reads) as LINEAR16 at its own rate.
 
-        ``speed`` paces the audio (1.0 = real time; None = as fast as possible);
-        ``options`` are further ``recognition_config`` keyword arguments (model,
-        language_codes, multi_talker, enable_word_time_offsets, ...).
+        ``speed`` paces the audio (1.0 = real time; None = as fast as possible).
+        ``interim_results``, ``single_utterance``, ``enable_voice_activity_events`` and the
+        ``speech_*_timeout_s`` are ``streaming_config``'s; ``options`` are further
+        ``recognition_config`` keyword arguments (model, language_codes, multi_talker,
+        enable_word_time_offsets, max_alternatives, enable_word_confidence, phrases, boost,
+        speech_contexts, ...):
+
+            client.stream_file("call.wav", max_alternatives=3, phrases=["tanaka"], single_utterance=True)
         """
-        chunks, bytes_per_second, config = _file_stream(path, chunk_ms, options)
+        streaming = {
+            "single_utterance": single_utterance,
+            "enable_voice_activity_events": enable_voice_activity_events,
+            "speech_start_timeout_s": speech_start_timeout_s,
+            "speech_end_timeout_s": speech_end_timeout_s,
+        }
+        chunks, bytes_per_second, config = _file_stream(path, chunk_ms, interim_results, streaming, options)
         chunks = paced(chunks, bytes_per_second, speed)
-        yield from self.streaming_recognize(chunks, config, interim_results=interim_results, timeout=timeout)
+        yield from self.streaming_recognize(chunks, config, timeout=timeout)
 
     def recognize(
         self, audio: bytes, config: asr_pb2.RecognitionConfig, *, timeout: float | None = None
@@ -301,7 +392,8 @@ class AsyncAsrClient:
         interim_results: bool = True,
         timeout: float | None = None,
     ) -> AsyncIterator[asr_pb2.StreamingRecognizeResponse]:
-        """Stream audio chunks from an async (or plain) iterable; yield the responses."""
+        """Stream audio chunks from an async (or plain) iterable; yield the responses (as
+        ``AsrClient.streaming_recognize``)."""
         call = self.stub.StreamingRecognize(_arequests(_as_streaming(config, interim_results), audio), timeout=timeout)
         try:
             async for response in call:
@@ -316,13 +408,23 @@ class AsyncAsrClient:
         chunk_ms: float = 100.0,
         speed: float | None = None,
         interim_results: bool = True,
+        single_utterance: bool = False,
+        enable_voice_activity_events: bool = False,
+        speech_start_timeout_s: float | None = None,
+        speech_end_timeout_s: float | None = None,
         timeout: float | None = None,
         **options: Any,
     ) -> AsyncIterator[asr_pb2.StreamingRecognizeResponse]:
-        """Async ``AsrClient.stream_file``."""
-        chunks, bytes_per_second, config = _file_stream(path, chunk_ms, options)
+        """Async ``AsrClient.stream_file`` (the same arguments)."""
+        streaming = {
+            "single_utterance": single_utterance,
+            "enable_voice_activity_events": enable_voice_activity_events,
+            "speech_start_timeout_s": speech_start_timeout_s,
+            "speech_end_timeout_s": speech_end_timeout_s,
+        }
+        chunks, bytes_per_second, config = _file_stream(path, chunk_ms, interim_results, streaming, options)
         async for response in self.streaming_recognize(
-            apaced(chunks, bytes_per_second, speed), config, interim_results=interim_results, timeout=timeout
+            apaced(chunks, bytes_per_second, speed), config, timeout=timeout
         ):
             yield response
 

@@ -35,15 +35,43 @@ class Labels:
         return "".join(parts)
 
 
+# How the text output names the speech events (speech_event_type) of responses.
+EVENT_NAMES = {
+    asr_pb2.SPEECH_ACTIVITY_BEGIN: "speech begins",
+    asr_pb2.SPEECH_ACTIVITY_END: "speech ends",
+    asr_pb2.END_OF_SINGLE_UTTERANCE: "end of single utterance",
+    asr_pb2.SPEECH_ACTIVITY_TIMEOUT: "speech activity timeout",
+}
+
+
+def event_line(response: asr_pb2.StreamingRecognizeResponse) -> str | None:
+    """ "[speech begins at 1.02 s]" for a response that announces a speech event; else None."""
+    event = response.speech_event_type
+    if event == asr_pb2.SPEECH_EVENT_UNSPECIFIED:
+        return None
+    name = EVENT_NAMES.get(event, _event_type_name(event))
+    return f"[{name} at {response.speech_event_time.ToTimedelta().total_seconds():.2f} s]"
+
+
+def _event_type_name(event: int) -> str:
+    """The enum name of a speech event ("SPEECH_ACTIVITY_BEGIN"); the number if this client lacks it."""
+    return asr_pb2.SpeechEventType.Name(event) if event in asr_pb2.SpeechEventType.values() else str(event)
+
+
 class FileTranscript:
-    """The final results of one file, accumulated in order."""
+    """The final results of one file, accumulated in order, and the speech events."""
 
     def __init__(self) -> None:
         self.results: list[asr_pb2.StreamingRecognitionResult] = []  # finals with a transcript
         self.audio_seconds = 0.0
+        self.events: list[dict[str, object]] = []  # {"type": "SPEECH_ACTIVITY_BEGIN", "time": 1.02}
 
     def add(self, response: asr_pb2.StreamingRecognizeResponse) -> None:
-        self.audio_seconds = response.audio_processed.ToTimedelta().total_seconds()
+        if response.speech_event_type != asr_pb2.SPEECH_EVENT_UNSPECIFIED:
+            time = response.speech_event_time.ToTimedelta().total_seconds()
+            self.events.append({"type": _event_type_name(response.speech_event_type), "time": time})
+        if response.HasField("audio_processed"):  # an event's response has none: the last one holds
+            self.audio_seconds = response.audio_processed.ToTimedelta().total_seconds()
         for result in response.results:
             if result.is_final and result.alternatives and result.alternatives[0].transcript:
                 self.results.append(result)
@@ -81,7 +109,8 @@ def print_json_stream(
     *,
     per_channel: bool = False,
 ) -> FileTranscript:
-    """One JSON object per response, then ``{"file", "text", ...}`` with the whole transcript."""
+    """One JSON object per response (all alternatives, speech events), then ``{"file", "text", ...}``
+    with the whole transcript (of the best alternatives) and, when any came, ``speech_events``."""
     transcript = FileTranscript()
     for response in responses:
         transcript.add(response)
@@ -98,6 +127,8 @@ def print_json_stream(
         summary["channels"] = transcript.channel_texts()
     if per_channel:
         summary["audio_channels"] = transcript.audio_channel_texts()
+    if transcript.events:
+        summary["speech_events"] = transcript.events
     out.write(json.dumps(summary, ensure_ascii=False) + "\n")
     out.flush()
     return transcript
@@ -110,9 +141,18 @@ def words_line(result: asr_pb2.StreamingRecognitionResult) -> str | None:
         return None
     timed = (
         f"{w.word} {w.start_time.ToTimedelta().total_seconds():.2f}-{w.end_time.ToTimedelta().total_seconds():.2f}"
+        + (f" ({w.confidence:.2f})" if w.confidence else "")
         for w in words
     )
     return "  " + "  ".join(timed)
+
+
+def alternative_lines(result: asr_pb2.StreamingRecognitionResult) -> list[str]:
+    """The alternatives after the best, numbered from 2, with their confidence ("  #2 hello word (0.12)")."""
+    return [
+        f"  #{rank} {alternative.transcript}" + (f" ({alternative.confidence:.2f})" if alternative.confidence else "")
+        for rank, alternative in enumerate(result.alternatives[1:], start=2)
+    ]
 
 
 def _final_lines(result: asr_pb2.StreamingRecognitionResult, labels: Labels, words: bool) -> list[str]:
@@ -121,7 +161,14 @@ def _final_lines(result: asr_pb2.StreamingRecognitionResult, labels: Labels, wor
     timed = words_line(result) if words else None
     if timed is not None:
         lines.append(timed)
-    return lines
+    return lines + alternative_lines(result)
+
+
+def _response_lines(response: asr_pb2.StreamingRecognizeResponse, labels: Labels, words: bool) -> list[str]:
+    """What text mode prints for a response: its finals (and their word and alternative lines), its event."""
+    lines = [line for result in response.results if result.is_final for line in _final_lines(result, labels, words)]
+    event = event_line(response)
+    return lines if event is None else [*lines, event]
 
 
 def _partial_key(result: asr_pb2.StreamingRecognitionResult) -> tuple[int, int]:
@@ -138,8 +185,9 @@ def print_text_stream(
     per_channel: bool = False,
     words: bool = False,
 ) -> FileTranscript:
-    """Finals as lines (with ``words``, a line of word times after each); on a terminal the
-    partials of the utterances in progress update in place."""
+    """Finals as lines (with ``words``, a line of word times after each, then a line per further
+    alternative), speech events as "[speech begins at 1.02 s]"; on a terminal the partials of the
+    utterances in progress update in place."""
     transcript = FileTranscript()
     labels = Labels(multi_talker, per_channel)
     if show_name:
@@ -147,10 +195,8 @@ def print_text_stream(
     if not console.is_terminal:
         for response in responses:
             transcript.add(response)
-            for result in response.results:
-                if result.is_final:
-                    for line in _final_lines(result, labels, words):
-                        console.print(line, markup=False, highlight=False, soft_wrap=True)
+            for line in _response_lines(response, labels, words):
+                console.print(line, markup=False, highlight=False, soft_wrap=True)
         return transcript
     partials: dict[tuple[int, int], str] = {}
     with Live(console=console, transient=True, auto_refresh=False) as live:
@@ -159,11 +205,11 @@ def print_text_stream(
             for result in response.results:
                 if result.is_final:
                     partials.pop(_partial_key(result), None)
-                    for line in _final_lines(result, labels, words):
-                        live.console.print(line, markup=False, highlight=False, soft_wrap=True)
                 else:
                     text = result.alternatives[0].transcript if result.alternatives else ""
                     partials[_partial_key(result)] = labels.of(result) + text
+            for line in _response_lines(response, labels, words):
+                live.console.print(line, markup=False, highlight=False, soft_wrap=True)
             lines = "\n".join(partials[key] for key in sorted(partials))
             live.update(Text(lines, style="dim italic"), refresh=True)
     return transcript
