@@ -9,20 +9,24 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from server.model.frames import SUBSAMPLING_FACTOR
 from server.model.tokenizer import Tokenizer
 from training.features import ConcatenatedCaches, FeatureCache
 
 
 @dataclass
 class Batch:
-    features: Tensor  # (B, T, F) float32, zero-padded
-    feature_lengths: Tensor  # (B,)
+    features: Tensor  # (B, T, F) float32, zero-padded; (B, T', D) with encoded_layers
+    feature_lengths: Tensor  # (B,), in the frames of ``features``
     targets: Tensor  # (B, U) int64, zero-padded
     target_lengths: Tensor  # (B,)
     texts: list[str]
     languages: list[str] = field(default_factory=list)
     # (B, K) multi-hot language masks for a CMM model (None: all languages, or a one-language model).
     language_weights: Tensor | None = None
+    # 0: ``features`` are fbank frames. N > 0: they are the encoder's output after its (frozen) first
+    # N blocks, in encoder frames (training.prefix_cache), and the encoder goes on from block N.
+    encoded_layers: int = 0
 
 
 def bucketed_batches(
@@ -46,18 +50,24 @@ def bucketed_batches(
     return batches
 
 
+def pad_frames(arrays: list[np.ndarray]) -> tuple[Tensor, Tensor]:
+    """(T_i, C) arrays -> a zero-padded float32 batch (B, max T_i, C) and the lengths (B,)."""
+    padded = torch.zeros(len(arrays), max(a.shape[0] for a in arrays), arrays[0].shape[1])
+    for row, frames in enumerate(arrays):
+        padded[row, : frames.shape[0]] = torch.from_numpy(np.asarray(frames, dtype=np.float32))
+    return padded, torch.tensor([a.shape[0] for a in arrays])
+
+
 def collate(cache: FeatureCache | ConcatenatedCaches, indices: list[int], tokenizer: Tokenizer) -> Batch:
-    feats = [np.asarray(cache[i], dtype=np.float32) for i in indices]
+    """The utterances ``indices`` of ``cache`` as a padded batch (whatever frames the cache holds)."""
+    features, lengths = pad_frames([cache[i] for i in indices])
     tokens = [tokenizer.encode(cache.texts[i]) for i in indices]
-    batch = len(indices)
-    features = torch.zeros(batch, max(f.shape[0] for f in feats), feats[0].shape[1])
-    targets = torch.zeros(batch, max(1, max(len(t) for t in tokens)), dtype=torch.int64)
-    for row, (f, t) in enumerate(zip(feats, tokens, strict=True)):
-        features[row, : f.shape[0]] = torch.from_numpy(f)
+    targets = torch.zeros(len(indices), max(1, max(len(t) for t in tokens)), dtype=torch.int64)
+    for row, t in enumerate(tokens):
         targets[row, : len(t)] = torch.tensor(t, dtype=torch.int64)
     return Batch(
         features=features,
-        feature_lengths=torch.tensor([f.shape[0] for f in feats]),
+        feature_lengths=lengths,
         targets=targets,
         target_lengths=torch.tensor([len(t) for t in tokens]),
         texts=[cache.texts[i] for i in indices],
@@ -86,8 +96,37 @@ def spec_augment(
             width = int(torch.randint(0, freq_width + 1, (1,), generator=generator))
             start = int(torch.randint(0, num_bins - width + 1, (1,), generator=generator))
             features[row, :length, start : start + width] = fill
-        for _ in range(int(length * time_mask_fraction / max(1, time_width / 2))):
-            width = int(torch.randint(0, time_width + 1, (1,), generator=generator))
-            start = int(torch.randint(0, max(1, length - width), (1,), generator=generator))
-            features[row, start : start + width] = fill
+        _mask_time(features[row], length, fill, generator, time_mask_fraction, time_width)
     return features
+
+
+def augment_prefix(
+    frames: Tensor,
+    lengths: Tensor,
+    generator: torch.Generator,
+    time_mask_fraction: float = 0.05,
+    time_width: int = 20 // SUBSAMPLING_FACTOR,
+) -> Tensor:
+    """SpecAugment's time masks on a padded batch of cached encoder states (B, T', D), in place
+    (``fit --cache-frozen-prefix``: the frozen blocks' output stands in for the features).
+
+    The masks cover the share of time and the width (in encoder frames: 20 fbank frames are 5)
+    that ``spec_augment`` masks in the features; a masked frame is set to its utterance's mean
+    per channel (hidden states have channels of very different scale). No channel masks: a
+    feature channel is a frequency band, a hidden channel is not.
+    """
+    for row in range(frames.shape[0]):
+        length = int(lengths[row])
+        _mask_time(frames[row], length, frames[row, :length].mean(dim=0), generator, time_mask_fraction, time_width)
+    return frames
+
+
+def _mask_time(
+    frames: Tensor, length: int, fill: Tensor, generator: torch.Generator, fraction: float, max_width: int
+) -> None:
+    """Set random spans (up to ``max_width`` frames, ``fraction`` of ``length`` on average) of one
+    utterance's frames (T, C) to ``fill`` (a scalar or (C,)), in place."""
+    for _ in range(int(length * fraction / max(1, max_width / 2))):
+        width = int(torch.randint(0, max_width + 1, (1,), generator=generator))
+        start = int(torch.randint(0, max(1, length - width), (1,), generator=generator))
+        frames[start : start + width] = fill

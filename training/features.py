@@ -96,8 +96,9 @@ class FeatureCache:
     """Random access to cached features: ``cache[i]`` -> (T_i, 80) float16 view."""
 
     def __init__(self, cache_dir: Path) -> None:
-        index = json.loads((Path(cache_dir) / INDEX_FILE).read_text())
-        self.features = np.load(Path(cache_dir) / FEATURES_FILE, mmap_mode="r")
+        self.cache_dir = Path(cache_dir)
+        index = json.loads((self.cache_dir / INDEX_FILE).read_text())
+        self.features = np.load(self.cache_dir / FEATURES_FILE, mmap_mode="r")
         self.offsets: list[int] = index["offsets"]
         self.texts: list[str] = index["texts"]
         self.languages: list[str] = index["languages"]

@@ -27,7 +27,7 @@ from server.model.frames import fbank_frames_per_second
 from server.model.tokenizer import CHANNEL_CHANGE_PIECE, Tokenizer, train_tokenizer
 from server.model.transducer import StreamingTransducer
 from training.average import SNAPSHOTS_DIR
-from training.batching import Batch, collate, spec_augment
+from training.batching import Batch, augment_prefix, collate, spec_augment
 from training.features import ConcatenatedCaches, FeatureCache, build_feature_cache, training_features
 from training.fit_options import add_arguments
 from training.multilingual_model import (
@@ -38,6 +38,7 @@ from training.multilingual_model import (
     token_language_table,
 )
 from training.objective import sample_mask, transducer_loss
+from training.prefix_cache import build_prefix_cache
 from training.schedule import learning_rate, training_batches
 from training.trainer_state import BEST, CTC_HEAD_FILE, LATEST, TRAINER_FILE, TrainerInfo, load_trainer, save_trainer
 from training.validation import word_error_rate
@@ -181,11 +182,17 @@ def _training_batch(
     generator: torch.Generator,
     device: str,
     language_weights: Callable[[list[str]], torch.Tensor] | None = None,
+    encoded_layers: int = 0,
 ) -> Batch:
     """The batch of these utterances on ``device``, SpecAugmented (on the CPU, by ``generator``) if ``augment``;
-    ``language_weights`` draws a CMM model's (B, K) language masks from the utterances' languages."""
+    ``language_weights`` draws a CMM model's (B, K) language masks from the utterances' languages.
+
+    ``encoded_layers`` N > 0: ``train`` holds the frozen first N blocks' output (a prefix cache),
+    which gets SpecAugment's time masks in place of the features'."""
     batch = collate(train, indices, model.tokenizer)
-    if augment:
+    if augment and encoded_layers:
+        augment_prefix(batch.features, batch.feature_lengths, generator)
+    elif augment:
         spec_augment(batch.features, batch.feature_lengths, generator)
     weights = None if language_weights is None else language_weights(batch.languages).to(device)
     return Batch(
@@ -196,6 +203,7 @@ def _training_batch(
         batch.texts,
         batch.languages,
         weights,
+        encoded_layers,
     )
 
 
@@ -210,6 +218,8 @@ def _save_latest(
 
 def run(args: argparse.Namespace) -> int:
     """``asr-train fit``: train until --max-steps or --max-minutes, validating and saving on the way."""
+    if args.cache_frozen_prefix and args.freeze_encoder_layers <= 0:
+        raise SystemExit("asr-train fit: --cache-frozen-prefix needs --freeze-encoder-layers N > 0 (what it caches)")
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     exp_dir: Path = args.exp_dir
@@ -233,6 +243,9 @@ def run(args: argparse.Namespace) -> int:
     if args.resume:
         info = load_trainer(exp_dir / LATEST, optimizer)
     print(f"model: {model.num_parameters / 1e6:.2f}M parameters, {len(train)} training utterances, device {device}")
+    # What batches are read from: the features, or the frozen blocks' output computed once from them.
+    encoded_layers = args.freeze_encoder_layers if args.cache_frozen_prefix else 0
+    inputs = build_prefix_cache(model, train, encoded_layers, exp_dir / "prefix-train") if encoded_layers else train
 
     # Seeded by the step too: a resumed run seeded as at its start would draw the same batches
     # (and masks) again from every restart, as runs before this fix did (training-status.md).
@@ -242,6 +255,8 @@ def run(args: argparse.Namespace) -> int:
     log = (exp_dir / "log.jsonl").open("a")
     started = last_save = time.monotonic()
     progress = tqdm(initial=info["step"], desc="fit", dynamic_ncols=True)
+    # Fbank frames, whatever the batches read: --max-batch-frames and --short-first-seconds count
+    # them, so a prefix cache (utterance for utterance the same) gets the same batches.
     lengths = [train.length(i) for i in range(len(train))]
     frames_per_second = fbank_frames_per_second(model.config.features)
     short_first_frames = round(args.short_first_seconds * frames_per_second)
@@ -256,7 +271,8 @@ def run(args: argparse.Namespace) -> int:
         lengths, args.max_batch_frames, args.short_first_steps, short_first_frames, rng, info
     ):
         step = info["step"] + 1
-        batch = _training_batch(train, indices, model, step > args.spec_augment_after, generator, device, masks)
+        augment = step > args.spec_augment_after
+        batch = _training_batch(inputs, indices, model, augment, generator, device, masks, encoded_layers)
         lr = _set_learning_rate(args, optimizer, step)
         mask = sample_mask(rng, model.config.encoder, args.serve_mask_prob)
         with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=args.bf16):
@@ -268,7 +284,7 @@ def run(args: argparse.Namespace) -> int:
         if torch.isfinite(grad_norm):
             optimizer.step()
         info["step"] = step
-        info["hours_seen"] += float(batch.feature_lengths.sum()) / frames_per_second / 3600
+        info["hours_seen"] += sum(lengths[i] for i in indices) / frames_per_second / 3600
         progress.update(1)
         progress.set_postfix(
             loss=f"{loss.item():.3f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}", hours=f"{info['hours_seen']:.1f}"

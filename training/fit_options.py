@@ -57,6 +57,14 @@ def _multilingual_options(group: argparse._ArgumentGroup) -> None:
         help="keep the stem and the first N encoder blocks frozen (with a Whisper encoder their new parts, "
         "relative positions included, stay at zero)",
     )
+    group.add_argument(
+        "--cache-frozen-prefix",
+        action="store_true",
+        help="with --freeze-encoder-layers N > 0: compute the stem and the N frozen blocks once per training "
+        "utterance (serving mask, float16, in EXP_DIR/prefix-train, rebuilt when those weights change) and "
+        "train the blocks above on that; SpecAugment then masks time spans of the cached frames instead of "
+        "the features, and the frozen blocks see the serving mask in every batch",
+    )
     group.add_argument("--whisper-layers", type=int, help="use only Whisper's first N blocks (default: all of them)")
     group.add_argument(
         "--new-layers", type=int, default=0, help="Conformer blocks of the same shape, randomly initialised, on top"

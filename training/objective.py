@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 from server.model.config import EncoderConfig
 from server.model.transducer import StreamingTransducer
@@ -48,24 +48,40 @@ def transducer_loss(
 
     The CTC head (training only, never shipped) gives the encoder a direct alignment signal,
     which gets a transducer trained from scratch past its all-blank phase much sooner.
+
+    ``batch.features`` are fbank frames, or (``batch.encoded_layers`` N > 0) the encoder's frozen
+    first N blocks' output (``training.prefix_cache``), which the encoder continues from block N.
     """
     chunk, left, right = mask
     weights = batch.language_weights
     if weights is not None:
         weights = weights / weights.sum(dim=1, keepdim=True)
-    encoder_out, lengths = model.encoder(
-        batch.features,
-        batch.feature_lengths,
-        chunk_size=chunk,
-        left_chunks=left,
-        right_context=right,
-        language_weights=weights,
-    )
+    if batch.encoded_layers:
+        encoder_out, lengths = model.encoder.forward_from(
+            batch.features, batch.feature_lengths, batch.encoded_layers, chunk, left, right, weights
+        )
+    else:
+        encoder_out, lengths = model.encoder(batch.features, batch.feature_lengths, chunk, left, right, weights)
+    return losses_from_encoder(model, encoder_out, lengths, batch, weights, ctc_head, ctc_weight)
+
+
+def losses_from_encoder(
+    model: StreamingTransducer,
+    encoder_out: Tensor,
+    lengths: Tensor,
+    batch: Batch,
+    language_weights: Tensor | None,
+    ctc_head: nn.Linear | None = None,
+    ctc_weight: float = 0.0,
+) -> Losses:
+    """The losses of ``transducer_loss`` from the encoder's output (B, T', D) and lengths (B,):
+    joiner, RNN-T, CTC, under the output restriction of ``language_weights`` (B, K) (rows summing
+    to 1; None: no restriction)."""
     decoder_out = model.decoder.training_input(batch.targets)  # (B, U+1, E)
     logits = model.joiner(encoder_out[:, :, None], decoder_out[:, None])  # (B, T', U+1, V)
     # CMM: train with the output restriction served, each utterance to its mask's languages' tokens
     # (its own tokens are always in: the table comes from the training texts).
-    allowed = None if weights is None else model.allowed_tokens(weights)
+    allowed = None if language_weights is None else model.allowed_tokens(language_weights)
     if allowed is not None:
         logits = logits.masked_fill(~allowed[:, None, None, :], -1e4)
     blank = model.tokenizer.blank_id

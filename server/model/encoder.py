@@ -127,6 +127,106 @@ class ConformerEncoder(nn.Module):
         return self.dropout(embedded * math.sqrt(self.config.d_model))
 
     # -- whole utterance ------------------------------------------------------------------
+    def _resolve_mask(
+        self, chunk_size: int | None, left_chunks: int | None, right_context: int
+    ) -> tuple[int | None, int | None, int]:
+        """The mask arguments with the -1 defaults replaced by the serving configuration."""
+        if chunk_size == -1:
+            chunk_size = self.config.chunk_size
+        if left_chunks == -1:
+            left_chunks = self.config.left_chunks
+        if right_context == -1:
+            right_context = self.config.right_context
+        return chunk_size, left_chunks, right_context
+
+    def _layer_masks(
+        self,
+        x: Tensor,
+        lengths: Tensor,
+        chunk_size: int | None,
+        left_chunks: int | None,
+        right_context: int,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The attention masks of x (B, T', D) with ``lengths`` (B,) valid frames: layer 0's
+        (B, T', T') (with the lookahead), the later layers' (B, T', T') (without), and the
+        relative distances (T', T')."""
+        num_frames = x.shape[1]
+        position = torch.arange(num_frames, device=x.device)
+        distance = position[None, :] - position[:, None]
+        key_valid = (position[None, :] < lengths[:, None])[:, None, :]  # (B, 1, T')
+        mask_rest = chunk_attention_mask(num_frames, chunk_size, left_chunks, 0, x.device)[None] & key_valid
+        mask_first = mask_rest
+        if right_context and chunk_size is not None:
+            mask_first = chunk_attention_mask(num_frames, chunk_size, left_chunks, right_context, x.device)
+            mask_first = mask_first[None] & key_valid
+        return mask_first, mask_rest, distance
+
+    def _run_layers(
+        self,
+        x: Tensor,
+        lengths: Tensor,
+        layers: range,
+        chunk_size: int | None,
+        left_chunks: int | None,
+        right_context: int,
+        language_weights: Tensor | None,
+    ) -> Tensor:
+        """Blocks ``layers`` (each with its language experts) over x (B, T', D) -> (B, T', D)."""
+        chunk_size, left_chunks, right_context = self._resolve_mask(chunk_size, left_chunks, right_context)
+        if not layers:
+            return x
+        mask_first, mask_rest, distance = self._layer_masks(x, lengths, chunk_size, left_chunks, right_context)
+        for index in layers:
+            x, _, _, _ = self.layers[index](x, mask_first if index == 0 else mask_rest, distance, x.shape[1])
+            x = self._with_experts(index, x, language_weights)
+        return x
+
+    def forward_prefix(
+        self,
+        features: Tensor,
+        feature_lengths: Tensor,
+        num_layers: int,
+        chunk_size: int | None = -1,
+        left_chunks: int | None = -1,
+        right_context: int = -1,
+        language_weights: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """The stem and the first ``num_layers`` blocks (with their language experts): the lower part of
+        ``forward``.
+
+        features (B, T, F), feature_lengths (B,) in fbank frames -> x (B, T', D), the residual
+        stream after block ``num_layers - 1`` (the stem's output for 0), and lengths (B,) in encoder
+        frames, T' = ((T - 1) // 2 - 1) // 2. No output norm. Mask arguments as in ``forward``.
+        """
+        if not 0 <= num_layers <= len(self.layers):
+            raise ValueError(f"num_layers {num_layers} is not in 0..{len(self.layers)}")
+        x = self._embed(features)
+        lengths = Subsampling.output_length(feature_lengths)
+        x = self._run_layers(x, lengths, range(num_layers), chunk_size, left_chunks, right_context, language_weights)
+        return x, lengths
+
+    def forward_from(
+        self,
+        x: Tensor,
+        lengths: Tensor,
+        start_layer: int,
+        chunk_size: int | None = -1,
+        left_chunks: int | None = -1,
+        right_context: int = -1,
+        language_weights: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Blocks ``start_layer`` .. last and the output norm: the upper part of ``forward``.
+
+        x (B, T', D) as ``forward_prefix(..., num_layers=start_layer)`` returns it, lengths (B,) in
+        encoder frames -> (output_norm(x) (B, T', D), lengths (B,)). ``right_context`` only matters
+        when ``start_layer`` is 0 (only block 0 looks ahead). Mask arguments as in ``forward``.
+        """
+        if not 0 <= start_layer <= len(self.layers):
+            raise ValueError(f"start_layer {start_layer} is not in 0..{len(self.layers)}")
+        layers = range(start_layer, len(self.layers))
+        x = self._run_layers(x, lengths, layers, chunk_size, left_chunks, right_context, language_weights)
+        return self.output_norm(x), lengths
+
     def forward(
         self,
         features: Tensor,
@@ -144,27 +244,9 @@ class ConformerEncoder(nn.Module):
         The mask defaults (-1) to the serving configuration; ``chunk_size=None`` is
         full context (offline); ``left_chunks=None`` is unlimited history.
         """
-        if chunk_size == -1:
-            chunk_size = self.config.chunk_size
-        if left_chunks == -1:
-            left_chunks = self.config.left_chunks
-        if right_context == -1:
-            right_context = self.config.right_context
-        x = self._embed(features)
-        lengths = Subsampling.output_length(feature_lengths)
-        num_frames = x.shape[1]
-        position = torch.arange(num_frames, device=x.device)
-        distance = position[None, :] - position[:, None]
-        key_valid = (position[None, :] < lengths[:, None])[:, None, :]  # (B, 1, T')
-        mask_rest = chunk_attention_mask(num_frames, chunk_size, left_chunks, 0, x.device)[None] & key_valid
-        mask_first = mask_rest
-        if right_context and chunk_size is not None:
-            mask_first = chunk_attention_mask(num_frames, chunk_size, left_chunks, right_context, x.device)
-            mask_first = mask_first[None] & key_valid
-        for index, layer in enumerate(self.layers):
-            x, _, _, _ = layer(x, mask_first if index == 0 else mask_rest, distance, num_frames)
-            x = self._with_experts(index, x, language_weights)
-        return self.output_norm(x), lengths
+        mask = (chunk_size, left_chunks, right_context)
+        x, lengths = self.forward_prefix(features, feature_lengths, 0, *mask, language_weights=language_weights)
+        return self.forward_from(x, lengths, 0, *mask, language_weights=language_weights)
 
     # -- streaming ------------------------------------------------------------------------
     def init_caches(self, batch: int, device: torch.device | str = "cpu") -> dict[str, Tensor]:
