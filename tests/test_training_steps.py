@@ -117,3 +117,15 @@ def test_curve_uses_the_latest_record_of_a_step_and_the_last_validation() -> Non
     early, late = curve_rows(records, at=[1, 3], window=2)
     assert (early["rnnt"], early["ctc"], early["valid_wer"]) == (2.0, 3.0, 0.9)
     assert (late["first"], late["last"], late["rnnt"], late["valid_wer"]) == (3, 4, 1.0, 0.5)
+
+
+def test_bf16_arithmetic_is_read_from_the_cpu_flags(tmp_path: Path) -> None:
+    from training.fit import cpu_has_bf16_arithmetic
+
+    with_flags = tmp_path / "with"
+    with_flags.write_text("flags\t\t: fpu avx512f avx512_bf16 avx512vl\n")
+    without = tmp_path / "without"
+    without.write_text("flags\t\t: fpu avx2 avx512f avx512vl\n")
+    assert cpu_has_bf16_arithmetic(with_flags)
+    assert not cpu_has_bf16_arithmetic(without)
+    assert not cpu_has_bf16_arithmetic(tmp_path / "missing")

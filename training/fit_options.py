@@ -163,7 +163,7 @@ def _run_options(group: argparse._ArgumentGroup) -> None:
         "--bf16",
         action="store_true",
         help="bfloat16 autocast for the forward pass (1.5x per step on an AVX512-BF16 CPU: "
-        "benchmarks/train_step_speed.py); the losses are computed in float32",
+        "benchmarks/train_step_speed.py; ~10x slower on a CPU without it, fit warns); the losses are in float32",
     )
     group.add_argument("--threads", type=int, default=2)
     group.add_argument("--jobs", type=int, default=2, help="processes for the feature cache")
