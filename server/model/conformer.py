@@ -45,6 +45,12 @@ class Subsampling(nn.Module):
 ACTIVATIONS = {"swish": nn.SiLU, "gelu": nn.GELU}
 
 
+def is_zero_linear(layer: nn.Module) -> bool:
+    """Whether a linear layer's weight and bias are all exactly zero (its output is zero)."""
+    assert isinstance(layer, nn.Linear)
+    return not bool(layer.weight.any()) and (layer.bias is None or not bool(layer.bias.any()))
+
+
 class FeedForward(nn.Module):
     """LayerNorm -> Linear -> Swish (or GELU, Whisper's) -> Dropout -> Linear -> Dropout (per frame)."""
 
@@ -163,6 +169,20 @@ class ConformerBlock(nn.Module):
         self.conv = ConvolutionModule(d_model, kernel, dropout)
         self.ffn2 = FeedForward(d_model, ffn_dim, dropout, activation)
         self.dropout = nn.Dropout(dropout)
+        self.silent: frozenset[str] = frozenset()  # modules skipped in inference, see ``train``
+
+    def train(self, mode: bool = True) -> ConformerBlock:
+        """Set the mode; in inference also find the modules whose output layer is exactly zero.
+
+        A Whisper-initialised block starts its first FFN and convolution module with zero output
+        (decision 0018); frozen, they stay zero and add nothing but FLOPs (0.2 GFLOP per audio
+        second over four blocks), so inference skips them. Training computes every module, or a
+        zero-initialised one would never get a gradient.
+        """
+        super().train(mode)
+        outputs = {"ffn1": self.ffn1.net[4], "conv": self.conv.pointwise_out}
+        self.silent = frozenset() if mode else frozenset(n for n, layer in outputs.items() if is_zero_linear(layer))
+        return self
 
     def forward(
         self,
@@ -183,7 +203,8 @@ class ConformerBlock(nn.Module):
         the query frames (B, H, num_queries, d_k) for the next chunk's cache, and the new
         conv cache.
         """
-        x = x + 0.5 * self.ffn1(x)
+        if "ffn1" not in self.silent:
+            x = x + 0.5 * self.ffn1(x)
         q, k, v = self.attention.project(x)
         new_k, new_v = k[:, :, :num_queries], v[:, :, :num_queries]
         if key_cache is not None:
@@ -192,7 +213,10 @@ class ConformerBlock(nn.Module):
             v = torch.cat([value_cache, v], dim=2)
         x = x[:, :num_queries]
         x = x + self.dropout(self.attention.attend(q[:, :, :num_queries], k, v, distance, mask))
-        conv_out, new_conv_cache = self.conv(x, conv_cache)
-        x = x + conv_out
+        if "conv" in self.silent:  # its cache is never read while it stays silent
+            new_conv_cache = x.new_zeros(x.shape[0], x.shape[2], self.conv.kernel - 1)
+        else:
+            conv_out, new_conv_cache = self.conv(x, conv_cache)
+            x = x + conv_out
         x = x + 0.5 * self.ffn2(x)
         return x, new_k, new_v, new_conv_cache

@@ -88,7 +88,7 @@ class ConformerEncoder(nn.Module):
 
     def _with_experts(self, index: int, x: Tensor, language_weights: Tensor | None) -> Tensor:
         """Block ``index``'s universal output x (B, T, D) plus its language experts' mix (CMM)."""
-        if self.experts is None:
+        if self.experts is None or self.experts[index].silent:
             return x
         if language_weights is None:
             language_weights = x.new_full((x.shape[0], self.num_languages), 1.0 / self.num_languages)

@@ -26,6 +26,14 @@ class LanguageExperts(nn.Module):
         self.down = nn.Parameter(torch.randn(num_languages, d_model, rank) / d_model**0.5)
         self.up = nn.Parameter(torch.zeros(num_languages, rank, d_model))
         self.bias = nn.Parameter(torch.zeros(num_languages, d_model))
+        self.silent = False  # set by ``train``
+
+    def train(self, mode: bool = True) -> LanguageExperts:
+        """Set the mode; in inference also note whether the experts' output is exactly zero (a
+        frozen block's experts never leave their zero start), so the encoder can skip them."""
+        super().train(mode)
+        self.silent = not mode and not bool(self.up.any()) and not bool(self.bias.any())
+        return self
 
     def forward(self, x: Tensor, language_weights: Tensor) -> Tensor:
         """x (B, T, D), language_weights (B, K) summing to 1 per row -> the experts' mix (B, T, D)."""
