@@ -1,12 +1,17 @@
 """Load benchmark of the real gRPC service: N concurrent live streams, latency and server cost.
 
 Starts an ``asr-server`` on 127.0.0.1 (or connects to one on loopback with ``--server``),
-then for each N in ``--streams`` opens N concurrent ``StreamingRecognize`` calls, each its
-own ``asr_client.AsyncAsrClient``, that stream a speech file in ``--chunk-ms`` chunks at
+then for each N in ``--streams`` opens N concurrent ``StreamingRecognize`` calls
+(``asr_client.AsyncAsrClient``) that stream a speech file in ``--chunk-ms`` chunks at
 real-time pace (``--speed`` times real time), half-close, and wait for the final result.
+The streams share ``--connections`` TCP connections (default: min(N, 16)), stream i on
+connection i mod C: a server with ``--workers`` > 1 spreads connections, not streams, over its
+worker processes, so one connection would load one worker. (The channels of one process to
+one address share a connection unless told otherwise: each here has its own subchannel pool.)
 Usage:
     python benchmarks/grpc_load.py [--model-dir DIR] [--streams 1 4 8 16 32] [--speed 1.0]
-        [--audio FILE ...] [--duration-limit 60] [--report reports/grpc_load.json]
+        [--connections C] [--audio FILE ...] [--duration-limit 60] [--report reports/grpc_load.json]
+    python benchmarks/grpc_load.py --server-arg=--workers=2 ...       # the started server's flags
     python benchmarks/grpc_load.py --server 127.0.0.1:50051 --metrics-port 9400 --server-pid PID
 
 Audio: by default a few sentences synthesized with ``espeak-ng --stdout`` at run time (one
@@ -42,11 +47,11 @@ What is measured, per N:
   own mean partial latency and queue wait, and the step-time RTF over the whole run
   (sum of step seconds over ``asr_audio_seconds_total``, what the recording rule
   ``instance_model:asr_real_time_factor:ratio_rate1m`` computes per minute).
-* server CPU: user plus system CPU seconds of the server process (psutil when installed,
-  else /proc/PID/stat) over the run, per second of audio streamed (summed over streams):
-  the CPU cost of one real-time stream, in cores, which should fall as batches grow. With
-  ``--server`` it needs ``--server-pid``. CPU used by the benchmark client itself (same
-  machine) is reported too.
+* server CPU: user plus system CPU seconds of the server process and its child processes
+  (the ``--workers`` processes; psutil when installed, else /proc) over the run, per second
+  of audio streamed (summed over streams): the CPU cost of one real-time stream, in cores,
+  which should fall as batches grow. With ``--server`` it needs ``--server-pid``. CPU used
+  by the benchmark client itself (same machine) is reported too.
 
 Prints a table and writes a JSON report (default ``reports/grpc_load.json``). All traffic
 goes to loopback; every loop is bounded by a count and a time limit.
@@ -112,25 +117,51 @@ def synthesize(sentences: list[str], out_dir: Path, timeout_s: float = 30.0) -> 
 
 # -- server process, metrics, CPU ------------------------------------------------------------
 def cpu_seconds(pid: int) -> float | None:
-    """User plus system CPU seconds of process ``pid`` (all its threads); None if unreadable."""
+    """User plus system CPU seconds of process ``pid`` (all its threads) and of its descendants
+    alive now (a ``--workers`` server's worker processes); None if ``pid`` is unreadable."""
     try:
         import psutil  # type: ignore[import-not-found]
     except ImportError:
         psutil = None
     if psutil is not None:
         try:
-            times = psutil.Process(pid).cpu_times()
-            return float(times.user + times.system)
+            process = psutil.Process(pid)
+            total = 0.0
+            for each in [process, *process.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):
+                    times = each.cpu_times()
+                    total += float(times.user + times.system)
+            return total
         except psutil.Error:
             return None
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+    stats = _proc_stats()
+    if pid not in stats:
         return None
-    # The command name (field 2) may hold spaces; fields after its closing parenthesis.
-    fields = stat[stat.rindex(")") + 2 :].split()
-    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
-    return (utime + stime) / os.sysconf("SC_CLK_TCK")
+    family, total = {pid}, 0.0
+    while True:  # descendants: children of the family, until no more join
+        more = {child for child, (parent, _) in stats.items() if parent in family} - family
+        if not more:
+            break
+        family |= more
+    for member in family:
+        total += stats[member][1]
+    return total
+
+
+def _proc_stats() -> dict[int, tuple[int, float]]:
+    """pid -> (parent pid, user plus system CPU seconds) of every process in /proc."""
+    stats = {}
+    ticks = os.sysconf("SC_CLK_TCK")
+    for path in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            stat = path.read_text()
+        except OSError:
+            continue
+        # The command name (field 2) may hold spaces; fields after its closing parenthesis.
+        fields = stat[stat.rindex(")") + 2 :].split()
+        utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
+        stats[int(path.parent.name)] = (int(fields[1]), (utime + stime) / ticks)
+    return stats
 
 
 def own_cpu_seconds() -> float:
@@ -193,6 +224,9 @@ class ServerProcess:
             "--max-streams", str(self.max_streams),
             "--drain-timeout-s", "5",
             "--log-level", "INFO",
+            # One engine process unless --server-arg=--workers=N says otherwise (a later flag
+            # wins): the soak and large-message benchmarks read one process's memory.
+            "--workers", "1",
             *self.extra_args,
         ]  # fmt: skip
 
@@ -286,8 +320,14 @@ def _seconds(duration: object) -> float:
     return duration.seconds + duration.nanos / 1e9  # type: ignore[attr-defined]
 
 
+def connection(target: str) -> grpc.aio.Channel:
+    """An asyncio channel with a TCP connection of its own (gRPC shares one between the channels
+    of a process to the same address unless each has its own subchannel pool)."""
+    return grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
+
+
 async def run_stream(
-    target: str,
+    channel: grpc.aio.Channel,
     index: int,
     audio: PcmAudio,
     *,
@@ -325,7 +365,7 @@ async def run_stream(
 
     config = recognition_config(audio.sample_rate, audio_channel_count=audio.channels, model=model)
     try:
-        async with AsyncAsrClient(target) as client:
+        async with AsyncAsrClient(channel=channel) as client:
             async for response in client.streaming_recognize(paced_chunks(), config, timeout=timeout_s):
                 now = time.monotonic()
                 result.responses += 1
@@ -397,10 +437,11 @@ async def run_level(
     client_cpu_before = own_cpu_seconds()
     started = time.monotonic()
     period = args.chunk_ms / 1000.0 / args.speed
+    channels = [connection(target.address) for _ in range(args.connections or min(streams, 16))]
     tasks = [
         asyncio.create_task(
             run_stream(
-                target.address,
+                channels[index % len(channels)],
                 index,
                 audios[index % len(audios)],
                 model=args.model,
@@ -421,6 +462,8 @@ async def run_level(
         with contextlib.suppress(asyncio.CancelledError):
             results.append(await task)
     wall = time.monotonic() - started
+    for channel in channels:
+        await channel.close()
     # Let the server's last step of every stream land in its counters (bounded wait).
     for _ in range(20):
         after = scrape(target.metrics_url, target.model)
@@ -443,6 +486,7 @@ async def run_level(
             errors[r.error] = errors.get(r.error, 0) + 1
     return {
         "streams": streams,
+        "connections": len(channels),
         "completed": len(completed),
         "errors": errors,
         "wall_seconds": wall,
@@ -572,6 +616,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--model", default="", help="model name requested by the streams (default: server default)")
     parser.add_argument("--streams", type=int, nargs="+", default=[1, 4, 8, 16, 32])
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=None,
+        help="TCP connections the N streams share, stream i on connection i mod C (default: min(N, 16)); "
+        "a --workers server spreads connections over its processes",
+    )
     parser.add_argument("--speed", type=float, default=1.0, help="pace, times real time (1.0: live)")
     parser.add_argument("--chunk-ms", type=float, default=100.0)
     parser.add_argument("--audio", type=Path, nargs="+", default=None, help="speech files (default: espeak-ng)")
@@ -589,6 +640,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--speed, --chunk-ms and --duration-limit must be positive")
     if any(n < 1 for n in args.streams) or len(args.streams) > 32:
         parser.error("--streams: 1 to 32 levels, each at least 1")
+    if args.connections is not None and args.connections < 1:
+        parser.error("--connections must be at least 1")
     if args.server is not None:
         host = args.server.rsplit(":", 1)[0]
         if not loopback_host(host):

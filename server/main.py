@@ -18,8 +18,12 @@ from server.engine.registry import ModelRegistry, find_model_dirs, resolve_devic
 from server.metrics import serve_metrics
 from server.model.checkpoint import CheckpointError
 from server.settings import Settings, parse_settings
+from server.workers import WorkerLink, run_workers
 
 log = logging.getLogger("server")
+
+# Startup failures (bad checkpoint, port in use, no GPU, unusable credentials): one clear line, exit 1.
+STARTUP_ERRORS = (CheckpointError, RuntimeError, ValueError, OSError)
 
 
 def model_dirs(settings: Settings) -> list[Path]:
@@ -33,8 +37,9 @@ def model_dirs(settings: Settings) -> list[Path]:
 
 
 def torch_threads(settings: Settings) -> int:
-    """Intra-op threads: the setting, or all cores but one (the event loop needs one)."""
-    return settings.threads or max(1, (os.cpu_count() or 2) - 1)
+    """Intra-op threads of each engine process: the setting, or all cores but one (the event loop
+    needs one), shared equally by the --workers processes; at least 1."""
+    return max(1, (settings.threads or max(1, (os.cpu_count() or 2) - 1)) // settings.workers)
 
 
 def server_tls(settings: Settings) -> ServerTls | None:
@@ -49,8 +54,14 @@ def accepted_tokens(settings: Settings) -> frozenset[str]:
     return frozenset() if settings.auth_token_file is None else load_tokens(settings.auth_token_file)
 
 
-async def serve(settings: Settings) -> None:
-    """Run the server until SIGTERM/SIGINT, then drain."""
+async def serve(settings: Settings, worker: WorkerLink | None = None) -> None:
+    """Run the server until SIGTERM/SIGINT, then drain.
+
+    ``worker``: as one of the --workers processes (server/workers.py): on the ports the parent
+    reserved, the stream limit counted across the workers, SERVING once all of them are ready,
+    no metrics port (the parent serves the workers' metrics); the parent's "stop" messages stand
+    for the signals (the worker ignores signals), and so does the parent's death.
+    """
     # Credentials first: a bad certificate or token file fails in a second, not after the model load.
     tls = server_tls(settings)
     tokens = accepted_tokens(settings)
@@ -67,11 +78,13 @@ async def serve(settings: Settings) -> None:
         beam_size=settings.beam_size,
         step_timeout_s=settings.step_timeout_s,
     )
-    serve_metrics(settings.host, settings.metrics_port)
+    if worker is None:
+        serve_metrics(settings.host, settings.metrics_port)
+    stop = asyncio.Event()
     server = AsrServer(
         registry,
         host=settings.host,
-        port=settings.port,
+        port=settings.port if worker is None else worker.spec.port,
         max_streams=settings.max_streams,
         drain_timeout_s=settings.drain_timeout_s,
         finals_timeout_s=settings.drain_finals_timeout_s,
@@ -83,12 +96,19 @@ async def serve(settings: Settings) -> None:
         ),
         tls=tls,
         tokens=tokens,
-        health_port=None if settings.health_port < 0 else settings.health_port,
+        health_port=(None if settings.health_port < 0 else settings.health_port)
+        if worker is None
+        else worker.spec.health_port,
+        reuse_port=worker is not None,
+        shared_streams=None if worker is None else worker.shared_streams(),
+        before_serving=None if worker is None else worker.wait_all_ready,
     )
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    if worker is None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+    else:
+        worker.listen(loop, stop.set)  # the parent's "stop" (its signals), or its death
     await server.start()
     await stop.wait()
     log.info("shutdown signal received")
@@ -112,11 +132,20 @@ def main(argv: list[str] | None = None) -> None:
     )
     log.info("settings: %s", settings.model_dump_json())
     try:
-        asyncio.run(serve(settings))
-    except (CheckpointError, RuntimeError, ValueError, OSError) as error:
-        # Startup failures (bad checkpoint, port in use, no GPU): one clear line, exit 1.
+        if settings.workers == 1:
+            asyncio.run(serve(settings))
+            return
+        # Credentials and model folders first, as one process checks them: a bad file fails in a
+        # second, once, rather than in every worker after the model load.
+        server_tls(settings)
+        accepted_tokens(settings)
+        model_dirs(settings)
+        status = run_workers(settings)
+    except STARTUP_ERRORS as error:
         log.error("asr-server: %s", error)
         raise SystemExit(1) from None
+    if status:
+        raise SystemExit(status)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,11 @@
 The metric objects live in the process-wide default registry (created once at import), so
 several servers in one process (tests) share them rather than failing to re-register.
 
+With ``--workers`` > 1 every worker process records into files under ``PROMETHEUS_MULTIPROC_DIR``
+(prometheus_client's multiprocess mode, set up by server/workers.py before the workers start)
+and the parent process serves their sum (``multiprocess_registry``): counters and histograms
+add up; each gauge says how (``multiprocess_mode``, ignored in one process).
+
 Label values are bounded: ``model`` is a served model's name (or ``NO_MODEL`` / ``UNKNOWN_MODEL``),
 ``method`` a method of the service, ``code`` a gRPC status code; never a string a client sent.
 """
@@ -14,7 +19,8 @@ import logging
 import platform
 
 import prometheus_client
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.multiprocess import MultiProcessCollector
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +34,8 @@ NO_MODEL = ""
 UNKNOWN_MODEL = "unknown"
 UNKNOWN_METHOD = "unknown"
 
-ACTIVE_STREAMS = Gauge("asr_active_streams", "Recognition streams in progress.", ["model"])
+# Workers: the sum over the live worker processes (a dead worker's streams are gone).
+ACTIVE_STREAMS = Gauge("asr_active_streams", "Recognition streams in progress.", ["model"], multiprocess_mode="livesum")
 STREAMS_TOTAL = Counter("asr_streams_total", "Recognition streams accepted (streaming and unary).", ["model"])
 BATCH_SIZE = Histogram(
     "asr_batch_size",
@@ -76,6 +83,8 @@ BUILD_INFO = Gauge(
     "asr_build_info",
     "Always 1; the labels say which server build runs (its version, Python's and torch's).",
     ["version", "python", "torch"],
+    # Workers: every process publishes the same 1; "max" keeps one series without a pid label.
+    multiprocess_mode="max",
 )
 
 
@@ -99,11 +108,19 @@ def _publish_build_info() -> None:
 _publish_build_info()
 
 
-def serve_metrics(host: str, port: int) -> int | None:
+def multiprocess_registry(path: str) -> CollectorRegistry:
+    """A registry of what the worker processes recorded under ``path`` (their
+    ``PROMETHEUS_MULTIPROC_DIR``), summed over them; no ``_created`` series (the files hold none)."""
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=path)
+    return registry
+
+
+def serve_metrics(host: str, port: int, registry: CollectorRegistry = REGISTRY) -> int | None:
     """Start the /metrics HTTP server in a daemon thread; returns its port (None when disabled)."""
     if port < 0:
         return None
-    server, _thread = start_http_server(port, addr=host)
+    server, _thread = start_http_server(port, addr=host, registry=registry)
     bound = server.server_port
     log.info("metrics on http://%s:%d/metrics", host, bound)
     return bound

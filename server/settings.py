@@ -14,6 +14,15 @@ from pydantic_settings import BaseSettings, CliApp, SettingsConfigDict
 from server.model.checkpoint import DEFAULT_MODEL_DIR
 
 
+def cpu_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask; ``os.cpu_count()`` where there is
+    none), at least 1. A container's CPU limit is a quota, not a mask: it does not show here."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 class Settings(BaseSettings):
     """Streaming speech recognition gRPC server.
 
@@ -109,11 +118,21 @@ class Settings(BaseSettings):
         description="Override the models' search: 1 is greedy search, more is beam search with the "
         "model's LM fusion (default: what each model's config.json decoding section says).",
     )
+    workers: int = Field(
+        default_factory=cpu_cores,
+        ge=1,
+        description="Engine processes behind the one gRPC port, each with its own copy of the models "
+        "(the per-frame search, fbank and audio decoding hold Python's GIL: one process keeps one core "
+        "busy). Connections are spread over them by the kernel (SO_REUSEPORT), so all the streams of "
+        "one client connection go to one process; --max-streams counts across all of them. 1: one "
+        "process (no child processes). Default: the CPU cores this process may use.",
+    )
     threads: int = Field(
         0,
         ge=0,
-        description="torch intra-op threads for the model workers; 0: one less than the CPU cores "
-        "(at least 1), leaving a core for the event loop and audio decoding.",
+        description="torch intra-op threads in all: each of the --workers "
+        "processes gets an equal share (at least 1); 0: one less than the CPU cores (at least 1), "
+        "leaving a core for the event loop and audio decoding.",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Logging level.")
     tls_cert_file: Path | None = Field(

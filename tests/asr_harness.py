@@ -8,8 +8,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import io
+import re
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -22,6 +24,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from asr_client.api.asr.v1 import asr_pb2, asr_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from server.api.server import AsrServer, ConnectionPolicy
 from server.engine.registry import ModelRegistry
@@ -205,6 +208,98 @@ class ServerThread:
 
 def channel_to(server: ServerThread) -> grpc.Channel:
     return grpc.insecure_channel(server.target)
+
+
+def own_connection(target: str) -> grpc.Channel:
+    """A channel with a TCP connection of its own: by default the channels of one process to one
+    target share a connection (gRPC's global subchannel pool), so all their streams would reach
+    one worker process of a ``--workers`` server."""
+    return grpc.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
+
+
+class ServerProcess:
+    """``python -m server.main`` (the ``asr-server`` entry point) on an ephemeral port.
+
+    ``workers``: ``--workers`` (1 unless a test is about worker processes: two spawned workers
+    take twice as long to start on a small machine). ``args``: more flags. ``wait``: return once
+    it logs its gRPC port (``port``); else call ``wait_for`` to follow its start. ``log``
+    collects its stderr.
+    """
+
+    def __init__(
+        self,
+        model_dir: Path | None,
+        drain_timeout_s: float = 30.0,
+        finals_timeout_s: float = 5.0,
+        *,
+        workers: int = 1,
+        args: Iterable[str] = (),
+        wait: bool = True,
+    ) -> None:
+        model = ["--model-dir", str(model_dir)] if model_dir is not None else []
+        self.process = subprocess.Popen(
+            [
+                sys.executable, "-m", "server.main", *model,
+                "--host", "127.0.0.1",
+                "--port", "0",
+                "--metrics-port", "-1",
+                "--drain-timeout-s", str(drain_timeout_s),
+                "--drain-finals-timeout-s", str(finals_timeout_s),
+                "--max-wait-ms", "5",
+                "--workers", str(workers),
+                *args,
+            ],
+            cwd=REPO_ROOT,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        self.log: list[str] = []
+        self._reader = threading.Thread(target=self._read_log, daemon=True)
+        self._reader.start()
+        self.port = int(self.wait_for(r"gRPC listening on [\d.]+:(\d+)")[1]) if wait else 0
+
+    def _read_log(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.log.append(line)
+
+    def wait_for(self, pattern: str, timeout: float = 120) -> re.Match[str]:
+        """The first log line matching ``pattern``, waiting for it (at most ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            reading = self._reader.is_alive()
+            for line in list(self.log):
+                if match := re.search(pattern, line):
+                    return match
+            if not reading:
+                raise AssertionError(f"server exited without logging {pattern!r}:\n" + "".join(self.log))
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {pattern!r} in {timeout} s:\n" + "".join(self.log))
+            time.sleep(0.02)
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def health(self, channel: grpc.Channel, timeout: float = 5) -> int:
+        stub = health_pb2_grpc.HealthStub(channel)
+        return stub.Check(health_pb2.HealthCheckRequest(service="asr.v1.Recognizer"), timeout=timeout).status
+
+    def wait_serving(self, channel: grpc.Channel, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if self.health(channel) == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError("server never became SERVING:\n" + "".join(self.log))
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
 
 
 # -- metrics -------------------------------------------------------------------------------------

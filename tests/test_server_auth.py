@@ -397,7 +397,7 @@ def test_asr_server_serves_tls_and_tokens_from_its_flags(random_model_dir: Path,
 
 def _server_process(model_dir: Path, flags: list[str]) -> subprocess.Popen[str]:
     command = [sys.executable, "-m", "server.main", "--model-dir", str(model_dir), "--host", "127.0.0.1"]
-    command += ["--port", "0", "--metrics-port", "-1", "--threads", "1", *flags]
+    command += ["--port", "0", "--metrics-port", "-1", "--threads", "1", "--workers", "1", *flags]
     return subprocess.Popen(command, cwd=REPO_ROOT, stderr=subprocess.PIPE, text=True)
 
 

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -15,79 +12,10 @@ from pathlib import Path
 import grpc
 import pytest
 from asr_client.api.asr.v1 import asr_pb2, asr_pb2_grpc
-from asr_harness import REPO_ROOT, config, finals, fixed_chunks, requires_espeak, stream, synthesize
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from asr_harness import ServerProcess, config, finals, fixed_chunks, requires_espeak, stream, synthesize
+from grpc_health.v1 import health_pb2
 
 pytestmark = requires_espeak
-
-
-class ServerProcess:
-    """``python -m server.main`` (the ``asr-server`` entry point) on an ephemeral port."""
-
-    def __init__(self, model_dir: Path, drain_timeout_s: float, finals_timeout_s: float = 5.0) -> None:
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "server.main",
-                "--model-dir",
-                str(model_dir),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--metrics-port",
-                "-1",
-                "--drain-timeout-s",
-                str(drain_timeout_s),
-                "--drain-finals-timeout-s",
-                str(finals_timeout_s),
-                "--max-wait-ms",
-                "5",
-            ],
-            cwd=REPO_ROOT,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.log: list[str] = []
-        self.port = self._read_port()
-        threading.Thread(target=self._drain_log, daemon=True).start()
-
-    def _read_port(self) -> int:
-        for line in self.process.stderr:
-            self.log.append(line)
-            match = re.search(r"gRPC listening on [\d.]+:(\d+)", line)
-            if match:
-                return int(match.group(1))
-        raise AssertionError("server exited before listening:\n" + "".join(self.log))
-
-    def _drain_log(self) -> None:
-        for line in self.process.stderr:
-            self.log.append(line)
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def health(self, channel: grpc.Channel) -> int:
-        stub = health_pb2_grpc.HealthStub(channel)
-        return stub.Check(health_pb2.HealthCheckRequest(service="asr.v1.Recognizer"), timeout=5).status
-
-    def wait_serving(self, channel: grpc.Channel, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if self.health(channel) == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError("server never became SERVING:\n" + "".join(self.log))
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
 
 
 def _paced(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 
 import grpc
@@ -12,7 +12,7 @@ from asr_client.api.asr.v1 import asr_pb2, asr_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from server.api.admission import Admission
+from server.api.admission import Admission, SharedStreamCount
 from server.api.auth import BearerTokenAuth
 from server.api.malformed import MalformedRequestGuard
 from server.api.servicer import MAX_RECOGNIZE_MESSAGE_BYTES, RecognizerServicer
@@ -67,6 +67,13 @@ class AsrServer:
     reflection needs one of them as a bearer token (empty: no tokens asked). ``health_port``:
     also serve the health service alone on this plaintext port, for probes that cannot speak TLS
     or present a client certificate (Kubernetes' gRPC probes); None: no such port.
+
+    One of several worker processes behind one port (``--workers``, server/workers.py):
+    ``reuse_port`` binds the ports with SO_REUSEPORT beside the other workers (otherwise a port
+    in use is an error); ``shared_streams`` is the server-wide stream count that
+    ``max_streams`` limits; ``before_serving`` runs once the models are warm and says whether
+    to report SERVING (the workers wait there until all of them are ready; False: the server
+    is shutting down before it served).
     """
 
     def __init__(
@@ -83,6 +90,9 @@ class AsrServer:
         tls: ServerTls | None = None,
         tokens: Collection[str] = (),
         health_port: int | None = None,
+        reuse_port: bool = False,
+        shared_streams: SharedStreamCount | None = None,
+        before_serving: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         self.registry = registry
         self.host = host
@@ -96,7 +106,9 @@ class AsrServer:
         self.tokens = frozenset(tokens)
         self.requested_health_port = health_port
         self.health_port: int | None = None
-        self.admission = Admission(max_streams)
+        self.reuse_port = reuse_port
+        self.before_serving = before_serving
+        self.admission = Admission(max_streams, shared_streams)
         self.health = health.aio.HealthServicer()
         self._server: grpc.aio.Server | None = None
         self._health_server: grpc.aio.Server | None = None
@@ -111,7 +123,7 @@ class AsrServer:
             interceptors=self._interceptors(),
             options=[
                 ("grpc.max_receive_message_length", max_message),
-                ("grpc.so_reuseport", 0),
+                ("grpc.so_reuseport", int(self.reuse_port)),
                 *self.connections.grpc_options(),
             ],
         )
@@ -135,6 +147,8 @@ class AsrServer:
         await self.registry.start(warmup=self.warmup)
         for engine in self.registry.engines.values():
             engine.stall_listeners.append(self._engine_stall_changed)
+        if self.before_serving is not None and not await self.before_serving():
+            return self.port
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         log.info("serving models %s (default %s)", sorted(self.registry.engines), self.registry.default)
         return self.port
@@ -163,7 +177,7 @@ class AsrServer:
 
     async def _start_health_server(self, port: int) -> None:
         """The health service alone on a plaintext port, sharing the main port's health statuses."""
-        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        server = grpc.aio.server(options=[("grpc.so_reuseport", int(self.reuse_port))])
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         self.health_port = server.add_insecure_port(f"{self.host}:{port}")
         if self.health_port == 0:
