@@ -34,6 +34,9 @@ SETTINGS = {
     "ASR_MAX_WAIT_MS",
     "ASR_DRAIN_TIMEOUT_S",
     "ASR_LOG_LEVEL",
+    # engine processes and torch threads (docker-compose.yml, the Kubernetes ConfigMap)
+    "ASR_WORKERS",
+    "ASR_THREADS",
     # TLS and tokens (deploy/k8s/components, docker-compose.yml's commented example)
     "ASR_TLS_CERT_FILE",
     "ASR_TLS_KEY_FILE",

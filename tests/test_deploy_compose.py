@@ -51,6 +51,7 @@ def test_compose_wiring():
     assert asr.get("stop_signal", "SIGTERM") == "SIGTERM"
     assert "healthcheck.py" in " ".join(asr["healthcheck"]["test"])
     assert asr["deploy"]["replicas"] >= 2, "two replicas behind Envoy"
+    assert "ASR_WORKERS" in env, "the default (the host's cores) would oversubscribe a host shared by replicas"
     assert not asr.get("ports"), "replicas are reached through Envoy, not published"
     assert {int(p) for p in asr["expose"]} == {int(env["ASR_PORT"]), int(env["ASR_METRICS_PORT"])}
     assert services["envoy"]["depends_on"]["asr"]["condition"] == "service_healthy"
@@ -81,6 +82,11 @@ def test_compose_gpu_override():
     assert any(d["driver"] == "nvidia" and "gpu" in d["capabilities"] for d in devices)
 
 
+def _resolved(value: object) -> str:
+    """``${VAR:-default}`` as docker compose resolves it with VAR unset."""
+    return re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(value))
+
+
 def test_envoy_balances_grpc_streams():
     config = load_yaml(DEPLOY / "envoy" / "envoy.yaml")
     env = compose()["services"]["asr"]["environment"]
@@ -99,6 +105,10 @@ def test_envoy_balances_grpc_streams():
     assert cluster["type"] == "STRICT_DNS" and cluster["lb_policy"] in {"LEAST_REQUEST", "ROUND_ROBIN"}
     options = cluster["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
     assert "http2_protocol_options" in options["explicit_http_config"], "gRPC upstreams need HTTP/2"
+    # several connections per busy replica, so that its worker processes share the streams
+    upstream_streams = options["explicit_http_config"]["http2_protocol_options"]["max_concurrent_streams"]
+    workers, max_streams = (int(_resolved(env[key])) for key in ("ASR_WORKERS", "ASR_MAX_STREAMS"))
+    assert upstream_streams * workers <= max_streams
     (endpoint,) = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
     address = endpoint["endpoint"]["address"]["socket_address"]
     assert (address["address"], address["port_value"]) == ("asr", int(env["ASR_PORT"]))

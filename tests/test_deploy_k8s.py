@@ -177,9 +177,10 @@ def test_configmap_drives_the_server_settings(kustomization):
     assert not unknown, f"ConfigMap keys the server does not read: {unknown}"
     assert {"ASR_PORT", "ASR_METRICS_PORT", "ASR_DEVICE", "ASR_DRAIN_TIMEOUT_S"} <= data.keys()
     assert data["ASR_DEVICE"] in {"auto", "cpu", "cuda"}
-    # torch threads follow the CPU request rather than the node's core count
+    # engine processes and torch threads follow the CPU request rather than the node's core count
     requests = server_container(objects)["resources"]["requests"]
     assert int(data["ASR_THREADS"]) <= int(requests["cpu"])
+    assert 1 <= int(data["ASR_WORKERS"]) <= int(requests["cpu"])
     # Service env variables (ASR_SERVER_PORT=tcp://...) must not mix with the ASR_ settings
     assert one(objects, "Deployment")["spec"]["template"]["spec"]["enableServiceLinks"] is False
 
