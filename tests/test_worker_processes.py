@@ -112,9 +112,14 @@ class WorkerServer:
         )
 
     def stop(self) -> None:
-        """Kill the parent; its workers see it die and exit (drained) by themselves."""
+        """SIGTERM (the parent removes the metrics directory), else kill the parent: its workers
+        see it die and exit (drained) by themselves."""
         for pid in self.pids:  # a test may have stopped one
             _signal_worker(pid, signal.SIGCONT)
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(20)
         self.server.kill()
         if not wait_until(lambda: not any(map(_is_worker, self.pids)), 20):
             for pid in self.pids:
