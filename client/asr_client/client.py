@@ -393,7 +393,13 @@ class AsyncAsrClient:
         timeout: float | None = None,
     ) -> AsyncIterator[asr_pb2.StreamingRecognizeResponse]:
         """Stream audio chunks from an async (or plain) iterable; yield the responses (as
-        ``AsrClient.streaming_recognize``)."""
+        ``AsrClient.streaming_recognize``).
+
+        Known grpc-aio limitation (grpcio 1.85): when the server ends a stream with an error while
+        this client is still sending audio (a refused configuration, say), the failed send can
+        replace the server's status with INTERNAL "Internal error from Core". The blocking
+        ``AsrClient`` always reports the server's status.
+        """
         call = self.stub.StreamingRecognize(_arequests(_as_streaming(config, interim_results), audio), timeout=timeout)
         try:
             async for response in call:
