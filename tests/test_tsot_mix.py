@@ -164,3 +164,41 @@ def test_eval_multi_talker_reports_cpwer(mixture_set: Path, capsys: pytest.Captu
     # A model without <cc> never opens a second channel.
     assert single["second_channel_rate"] == 0.0
     assert summary["model_multi_talker"] is False
+
+
+def test_offsets_in_seconds_at_equal_level(mixture_set: Path, model: StreamingTransducer, tmp_path: Path) -> None:
+    """``offset_seconds`` and ``max_relative_db`` 0 shape a set like a test's: the second talker
+    starts within the range, at the first one's speech level."""
+    sources = mixture_set.parent.parent / "single" / "manifest.jsonl"
+    manifest = mix.build(
+        sources, tmp_path / "eq", 6, seed=5, model=model, single_fraction=0.0, augment_prob=0.0,
+        offset_seconds=(0.5, 0.9), max_relative_db=0.0,
+    )  # fmt: skip
+    rows = [row for row in _rows(manifest) if row["offset_s"] is not None]
+    assert rows and all(0.5 <= row["offset_s"] <= 0.9 and row["relative_db"] == 0.0 for row in rows)
+    with pytest.raises(ValueError, match="offset_seconds"):
+        mix.build(sources, tmp_path / "bad", 2, seed=5, model=model, offset_seconds=(1.0, 0.5))
+
+
+def test_fit_reads_the_serialized_pieces_as_targets(
+    mixture_set: Path, model: StreamingTransducer, tmp_path: Path
+) -> None:
+    """A training batch of the mixtures holds each row's ``tsot_pieces`` as ids, ``<cc>`` included
+    (not the tokenized joined text), and such data makes the model multi-talker."""
+    from training.batching import collate
+    from training.features import FeatureCache, build_feature_cache
+    from training.fit import enable_multi_talker
+
+    cache = FeatureCache(build_feature_cache(mixture_set, tmp_path / "features", jobs=1))
+    rows = _rows(mixture_set)
+    batch = collate(cache, list(range(len(rows))), model.tokenizer)
+    cc = model.tokenizer.pieces_to_ids([CHANNEL_CHANGE_PIECE])[0]
+    for row, (targets, length) in enumerate(zip(batch.targets, batch.target_lengths, strict=True)):
+        ids = targets[: int(length)].tolist()
+        assert [model.tokenizer.id_to_piece(i) for i in ids] == rows[row]["tsot_pieces"]
+        assert (cc in ids) == (len(rows[row]["speakers"]) == 2)
+    with pytest.raises(ValueError, match="no piece"):
+        model.tokenizer.pieces_to_ids(["▁the", "<nonsense>"])
+    tsot = load_model(DEFAULT_MODEL_DIR)
+    enable_multi_talker(tsot)
+    assert tsot.config.multi_talker and tsot.tokenizer.cc_id == cc

@@ -58,10 +58,16 @@ def pad_frames(arrays: list[np.ndarray]) -> tuple[Tensor, Tensor]:
     return padded, torch.tensor([a.shape[0] for a in arrays])
 
 
+def target_ids(cache: FeatureCache | ConcatenatedCaches, i: int, tokenizer: Tokenizer) -> list[int]:
+    """Utterance i's target: its written-out pieces (t-SOT, with ``<cc>``) or its tokenized text."""
+    pieces = cache.pieces[i]
+    return tokenizer.encode(cache.texts[i]) if pieces is None else tokenizer.pieces_to_ids(pieces)
+
+
 def collate(cache: FeatureCache | ConcatenatedCaches, indices: list[int], tokenizer: Tokenizer) -> Batch:
     """The utterances ``indices`` of ``cache`` as a padded batch (whatever frames the cache holds)."""
     features, lengths = pad_frames([cache[i] for i in indices])
-    tokens = [tokenizer.encode(cache.texts[i]) for i in indices]
+    tokens = [target_ids(cache, i, tokenizer) for i in indices]
     targets = torch.zeros(len(indices), max(1, max(len(t) for t in tokens)), dtype=torch.int64)
     for row, t in enumerate(tokens):
         targets[row, : len(t)] = torch.tensor(t, dtype=torch.int64)

@@ -87,6 +87,7 @@ def build_feature_cache(
         "features": features.kind,
         "texts": [u.text for u in utterances],
         "languages": [u.language for u in utterances],
+        "pieces": [None if u.pieces is None else list(u.pieces) for u in utterances],
     }
     (cache_dir / INDEX_FILE).write_text(json.dumps(index))
     return cache_dir
@@ -102,6 +103,8 @@ class FeatureCache:
         self.offsets: list[int] = index["offsets"]
         self.texts: list[str] = index["texts"]
         self.languages: list[str] = index["languages"]
+        # Targets written out as pieces (t-SOT rows), else None; caches older than this field: none.
+        self.pieces: list[list[str] | None] = index.get("pieces") or [None] * len(self.texts)
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -131,6 +134,7 @@ class ConcatenatedCaches:
         self.starts = np.cumsum([0] + [len(c) for c in caches]).tolist()
         self.texts = [text for cache in caches for text in cache.texts]
         self.languages = [language for cache in caches for language in cache.languages]
+        self.pieces = [pieces for cache in caches for pieces in cache.pieces]
 
     def __len__(self) -> int:
         return self.starts[-1]

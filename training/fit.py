@@ -100,6 +100,9 @@ def _model_and_ctc_head(
         model = build_new_model(args, train, exp_dir)
     if (args.resume or args.init_from) and model.token_languages is not None:
         _extend_token_languages(model, train.texts, train.languages)
+    if not model.config.multi_talker and any(p is not None and CHANNEL_CHANGE_PIECE in p for p in train.pieces):
+        enable_multi_talker(model)
+        print("t-SOT targets (<cc>) in the training data: the model becomes multi_talker")
     model.to(device).train()
     _freeze(model, args.freeze_encoder_layers)
     # A bundled model keeps its CTC head (to rescore finals); otherwise the head lives only here.
@@ -116,6 +119,19 @@ def _model_and_ctc_head(
             model.joiner.output.bias[model.tokenizer.blank_id] = args.blank_bias_init
             ctc_head.bias[model.tokenizer.blank_id] = args.blank_bias_init
     return model, ctc_head
+
+
+def enable_multi_talker(model: StreamingTransducer) -> None:
+    """Make ``model`` a t-SOT model in place: ``multi_talker: true`` and ``<cc>`` as its channel-change
+    token (which its tokenizer must already reserve, as every tokenizer ``fit`` trains does)."""
+    tokenizer = Tokenizer(model.tokenizer.model_file, CHANNEL_CHANGE_PIECE)  # raises if the piece is missing
+    model.tokenizer = tokenizer
+    model.config = model.config.model_copy(
+        update={
+            "multi_talker": True,
+            "tokenizer": model.config.tokenizer.model_copy(update={"channel_change_token": CHANNEL_CHANGE_PIECE}),
+        }
+    )
 
 
 def _extend_token_languages(model: StreamingTransducer, texts: list[str], languages: list[str]) -> None:

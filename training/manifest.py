@@ -1,5 +1,7 @@
 """Manifests: JSON lines ``{"audio": path, "text": reference, "language": "en"}``.
 
+A row may also carry ``tsot_pieces``, its training target as tokenizer pieces (t-SOT mixtures).
+
 Relative audio paths are resolved against the manifest's folder, so a data set can be moved
 as a whole. Audio is anything soundfile reads, at any sample rate.
 """
@@ -20,6 +22,9 @@ class Utterance:
     text: str
     language: str = "en"
     engine: str = ""  # the TTS engine that spoke it, where the manifest says (per-engine scores)
+    # The target as tokenizer pieces, where the manifest writes it out (``tsot_pieces``: two
+    # talkers serialized with ``<cc>``, training.tsot.mix); None: the tokenized ``text``.
+    pieces: tuple[str, ...] | None = None
 
 
 def read_manifest(path: Path) -> list[Utterance]:
@@ -33,12 +38,13 @@ def read_manifest(path: Path) -> list[Utterance]:
             entry = json.loads(line)
             audio = Path(entry["audio"])
             text = str(entry["text"])
+            pieces = None if entry.get("tsot_pieces") is None else tuple(str(p) for p in entry["tsot_pieces"])
         except (json.JSONDecodeError, KeyError, TypeError) as error:
             raise ValueError(f"{path}:{number}: not a manifest line ({error})") from error
         if not audio.is_absolute():
             audio = path.parent / audio
         language, engine = str(entry.get("language", "en")), str(entry.get("engine", ""))
-        utterances.append(Utterance(audio=audio, text=text, language=language, engine=engine))
+        utterances.append(Utterance(audio=audio, text=text, language=language, engine=engine, pieces=pieces))
     return utterances
 
 

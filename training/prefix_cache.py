@@ -167,6 +167,7 @@ def _build_one(
             "offsets": np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).tolist(),
             "texts": source.texts,
             "languages": source.languages,
+            "pieces": source.pieces,
             "batch_frames": batch_frames,  # what the batches, so what "batches_done" counts, depend on
             "batches_done": 0,
             "complete": False,

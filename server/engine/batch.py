@@ -41,6 +41,7 @@ class Window:
     is_final: the stream's last window (its final result follows).
     language_weights: (num_languages,) multi-hot mask, or None for all; read at ``NEW_STREAM``.
     context_graph: the stream's phrase-boosting graph, or None; read at ``NEW_STREAM``.
+    multi_talker: the stream wants virtual channels (t-SOT, may emit ``<cc>``); read at ``NEW_STREAM``.
     """
 
     features: np.ndarray
@@ -50,6 +51,7 @@ class Window:
     start: WindowStart
     language_weights: np.ndarray | None = None
     context_graph: ContextGraph | None = None
+    multi_talker: bool = False
 
 
 @dataclass(frozen=True)
@@ -125,7 +127,8 @@ class BatchStepper:
         new = [(slot, window) for slot, window in batch if window.start is WindowStart.NEW_STREAM]
         if new:
             weights = self._language_weights([window.language_weights for _, window in new])
-            fresh = init_stream_state(self.model, self.search, len(new), weights)
+            multi_talker = torch.tensor([window.multi_talker for _, window in new], device=self.device)
+            fresh = init_stream_state(self.model, self.search, len(new), weights, multi_talker)
             pool.assign_(self._rows([slot for slot, _ in new]), fresh)
             for slot, window in new:
                 graph = window.context_graph

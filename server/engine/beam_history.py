@@ -85,6 +85,7 @@ class BeamHistory:
                 ctc,
                 self._tokenizer.blank_id,
                 self._context_graph,
+                self._tokenizer.cc_id,
             )
         order = sorted(range(len(scores)), key=lambda k: -scores[k])  # stable: equals keep beam order
         return [(self._hypotheses[k], scores[k]) for k in order if math.isfinite(scores[k])]

@@ -68,10 +68,8 @@ class StreamDecoder:
         self._final_windows: list[tuple[np.ndarray, int]] | None = None  # set at end of input
         self._rules = options.endpoint.rules()
         self._nbest = NbestOptions(options.max_alternatives, options.word_confidence, options.word_times)
-        # The word LM knows one talker's sentences: multi-talker finals keep the search's best.
-        self._history = BeamHistory(
-            model.tokenizer, None if options.multi_talker else search.final_rescorer, options.context_graph
-        )
+        # Multi-talker finals are rescored per virtual channel (rescoring.final_scores' cc_id).
+        self._history = BeamHistory(model.tokenizer, search.final_rescorer, options.context_graph)
         self._next_start = WindowStart.NEW_STREAM
         self._utterance = self._utterance_of([])
         self._utterance_start = 0  # first encoder frame after the previous endpoint
@@ -136,6 +134,7 @@ class StreamDecoder:
             start,
             self.options.language_weights,
             self.options.context_graph,
+            self.options.multi_talker,
         )
 
     def _ready_time(self, frames_needed: int) -> float:

@@ -57,6 +57,17 @@ class Tokenizer:
     def id_to_piece(self, token_id: int) -> str:
         return self._sp.id_to_piece(token_id)
 
+    def pieces_to_ids(self, pieces: Iterable[str]) -> list[int]:
+        """Ids of pieces written out already (a t-SOT target with ``<cc>``); raises ValueError
+        naming a piece this vocabulary lacks, rather than training on unknown tokens."""
+        ids = []
+        for piece in pieces:
+            token_id = self._sp.piece_to_id(piece)
+            if token_id == self._sp.unk_id() and piece != self._sp.id_to_piece(token_id):
+                raise ValueError(f"{self.model_file}: no piece {piece!r}")
+            ids.append(token_id)
+        return ids
+
     def starts_word(self, token_id: int) -> bool:
         """Whether the piece begins a new word (SentencePiece's "▁" prefix)."""
         return self.id_to_piece(token_id).startswith(WORD_BOUNDARY)

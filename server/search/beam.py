@@ -92,6 +92,7 @@ def beam_search_frames(
     blank = model.tokenizer.blank_id
     device = encoder_out.device
     lm, lm_weight, token_bonus = search.fused_lm, search.options.lm_weight, search.options.token_bonus
+    cc = model.tokenizer.cc_id
     if state.lm_context.shape[2] != search.lm_context_size:
         raise ValueError(
             f"beam state has LM context {state.lm_context.shape[2]}, the search needs "
@@ -116,8 +117,10 @@ def beam_search_frames(
         if lm is not None:
             token_terms += lm_weight * lm.log_probs(state.lm_context.view(batch * beam, -1)).view(batch, beam, vocab)
         token_terms[:, :, blank] = 0.0
+        if cc is not None:  # a channel change is no word: no LM term, no bonus
+            token_terms[:, :, cc] = 0.0
         log_probs = log_probs + token_terms
-        following = _boost_(log_probs, state.context_state, boosted, blank) if boosted else []
+        following = _boost_(log_probs, state.context_state, boosted, blank, cc) if boosted else []
         candidates = (state.scores.unsqueeze(2) + log_probs).view(batch, beam * vocab)
         width = min(2 * beam, beam * vocab)
         top_scores, top_index = candidates.topk(width, dim=1)  # sorted descending
@@ -129,14 +132,22 @@ def beam_search_frames(
         merged = _merge_duplicates(top_scores, hashes)
         new_scores, keep = merged.topk(beam, dim=1)
         parent, token, emit, hashes = (x.gather(1, keep) for x in (parent, token, emit, hashes))
+        # t-SOT: a <cc> swaps the LM histories of the two virtual channels and is itself no word.
+        switch = emit & (token == cc) if cc is not None else torch.zeros_like(emit)
+        word = emit & ~switch
+        lm_context = _gather_beams(state.lm_context, parent)
+        other_lm_context = _gather_beams(state.other_lm_context, parent)
+        swap = switch.unsqueeze(2)
         new_state = BeamState(
             decoder_context=_shift_in(_gather_beams(state.decoder_context, parent), token, emit),
-            lm_context=_shift_in(_gather_beams(state.lm_context, parent), token, emit),
+            lm_context=torch.where(swap, other_lm_context, _shift_in(lm_context, token, word)),
             scores=new_scores,
             hashes=hashes,
-            context_state=_advance_contexts(state.context_state, parent, token, emit, boosted, following)
+            context_state=_advance_contexts(state.context_state, parent, token, word, boosted, following)
             if boosted
             else state.context_state,
+            other_lm_context=torch.where(swap, lm_context, other_lm_context),
+            multi_talker=state.multi_talker,
         )
         new_trace = _extend_trace(trace, parent, token, emit, frame_offset + t)
         state = _where_active(active, new_state, state)
@@ -145,14 +156,17 @@ def beam_search_frames(
 
 
 def _boost_(
-    log_probs: Tensor, context_state: Tensor, boosted: list[tuple[int, ContextGraph]], blank: int
+    log_probs: Tensor, context_state: Tensor, boosted: list[tuple[int, ContextGraph]], blank: int, cc: int | None
 ) -> list[Tensor]:
     """Add each boosted stream's context-graph scores to its rows of log_probs (B, K, V), in place;
-    returns each one's next states (K, V). Blank moves nothing in the graph and earns nothing."""
+    returns each one's next states (K, V). Blank (and a channel change) moves nothing in the graph
+    and earns nothing."""
     following = []
     for row, graph in boosted:
         delta, next_states = graph.step(context_state[row])
         delta[:, blank] = 0.0
+        if cc is not None:
+            delta[:, cc] = 0.0
         log_probs[row] += delta
         following.append(next_states)
     return following

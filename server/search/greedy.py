@@ -81,6 +81,8 @@ def greedy_search_frames(
         scores=state.scores,
         hashes=state.hashes,
         context_state=graph_states.unsqueeze(1) if boosted else state.context_state,
+        other_lm_context=state.other_lm_context,
+        multi_talker=state.multi_talker,
     )
     return new_state, _trace_of(emitted, encoder_out.device)
 

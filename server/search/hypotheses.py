@@ -29,6 +29,10 @@ class BeamState(RowState):
     hashes: (B, K) int64 hash of each hypothesis' whole token sequence (to merge equal ones).
     context_state: (B, K) int64 each hypothesis' state in its stream's context graph (phrase
         boosting, ``context_graph.py``); 0, the root, for a stream without one.
+    other_lm_context: (B, K, lm_context_size) int64 the LM history of the other virtual channel
+        (t-SOT): a ``<cc>`` swaps it with ``lm_context``, so the LM sees each talker's own words.
+    multi_talker: (B,) bool the streams that may emit ``<cc>`` (multi_talker requested); the
+        others never do, so their search is the one-talker search.
     """
 
     decoder_context: Tensor
@@ -36,6 +40,8 @@ class BeamState(RowState):
     scores: Tensor
     hashes: Tensor
     context_state: Tensor
+    other_lm_context: Tensor
+    multi_talker: Tensor
 
 
 @dataclass
@@ -76,17 +82,30 @@ def best_index(search_scores: Sequence[float]) -> int:
 
 
 def init_beam_state(
-    batch: int, beam: int, context_size: int, lm_context_size: int, blank_id: int, device: torch.device | str = "cpu"
+    batch: int,
+    beam: int,
+    context_size: int,
+    lm_context_size: int,
+    blank_id: int,
+    device: torch.device | str = "cpu",
+    multi_talker: Tensor | None = None,
 ) -> BeamState:
-    """Fresh beams for ``batch`` streams: one live empty hypothesis, K - 1 unused slots."""
+    """Fresh beams for ``batch`` streams: one live empty hypothesis, K - 1 unused slots.
+
+    multi_talker (B,) bool: the streams that may emit ``<cc>`` (None: none)."""
     scores = torch.full((batch, beam), float("-inf"), device=device)
     scores[:, 0] = 0.0
+    lm_context = torch.full((batch, beam, lm_context_size), blank_id, dtype=torch.int64, device=device)
     return BeamState(
         decoder_context=torch.full((batch, beam, context_size), blank_id, dtype=torch.int64, device=device),
-        lm_context=torch.full((batch, beam, lm_context_size), blank_id, dtype=torch.int64, device=device),
+        lm_context=lm_context,
         scores=scores,
         hashes=torch.zeros(batch, beam, dtype=torch.int64, device=device),
         context_state=torch.zeros(batch, beam, dtype=torch.int64, device=device),
+        other_lm_context=lm_context.clone(),
+        multi_talker=torch.zeros(batch, dtype=torch.bool, device=device)
+        if multi_talker is None
+        else multi_talker.to(device=device, dtype=torch.bool),
     )
 
 
@@ -94,6 +113,7 @@ def reset_beams_(state: BeamState, rows: Tensor, blank_id: int) -> None:
     """Start a new utterance for ``rows`` (N,) of ``state``, in place: as ``init_beam_state`` makes them."""
     state.decoder_context[rows] = blank_id
     state.lm_context[rows] = blank_id
+    state.other_lm_context[rows] = blank_id
     state.scores[rows] = float("-inf")
     state.scores[rows, 0] = 0.0
     state.hashes[rows] = 0

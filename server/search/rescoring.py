@@ -24,6 +24,7 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +37,7 @@ from server.search.ngram_lm import TokenNgramLM, build_ngram_lm
 WORD_LM_FILE = "word_lm.safetensors"
 SENTENCE_START, SENTENCE_END, UNKNOWN_WORD = 0, 1, 2
 _FIRST_WORD_ID = 3
+_T = TypeVar("_T")
 # The LM file stores ids as int16.
 MAX_WORDS = 32_000
 
@@ -194,6 +196,7 @@ def final_scores(
     ctc_log_probs: Tensor | None = None,
     blank_id: int = 0,
     context_graph: ContextGraph | None = None,
+    cc_id: int | None = None,
 ) -> list[float]:
     """The K scores a stream's final is chosen by (-inf: an unused beam slot).
 
@@ -202,7 +205,9 @@ def final_scores(
     CTC head's terms added. ``decode`` turns token ids into text (the model's tokenizer). With a
     ``context_graph`` (phrase boosting), the bonus each hypothesis still has on loan for an
     unfinished phrase is taken back first. The N-best list and its confidences are ranked by
-    these too, so they agree with the final.
+    these too, so they agree with the final. ``cc_id``: a t-SOT model's channel change; the word
+    LM then scores each virtual channel's words as a sentence of its own (the CTC head scores the
+    serialized sequence, ``<cc>`` included, as it was trained to).
     """
     if context_graph is None and rescorer is None:
         return list(search_scores)
@@ -211,14 +216,54 @@ def final_scores(
         search_scores = [s - context_graph.potential_of(t) for s, t in zip(search_scores, token_lists, strict=True)]
     if rescorer is None:
         return list(search_scores)
-    texts = [decode(tokens) for tokens in token_lists]
-    sentences = rescorer.lm.sentence_scores(texts)
-    if context_graph is not None and context_graph.words:
-        sentences = _known_phrase_words(sentences, texts, rescorer.lm, context_graph.words)
+    if cc_id is not None and any(cc_id in tokens for tokens in token_lists):
+        sentences = _channel_sentence_scores(rescorer.lm, token_lists, decode, cc_id)
+    else:
+        texts = [decode(tokens) for tokens in token_lists]
+        sentences = rescorer.lm.sentence_scores(texts)
+        if context_graph is not None and context_graph.words:
+            sentences = _known_phrase_words(sentences, texts, rescorer.lm, context_graph.words)
     ctc_scores = None
     if rescorer.uses_ctc and ctc_log_probs is not None and ctc_log_probs.shape[0] > 0:
         ctc_scores = ctc_sequence_log_probs(ctc_log_probs, token_lists, blank_id)
     return rescorer.scores(search_scores, sentences, ctc_scores).tolist()
+
+
+def split_channels(sequence: Sequence[_T], cc: _T) -> list[list[_T]]:
+    """A serialized t-SOT sequence -> each virtual channel's items (the engine's rule: items go to the
+    current channel, ``cc`` toggles between two); a second channel only when a ``cc`` occurs."""
+    channels: list[list[_T]] = [[]]
+    current = 0
+    for item in sequence:
+        if item == cc:
+            current = 1 - current
+            if len(channels) == 1:
+                channels.append([])
+        else:
+            channels[current].append(item)
+    return channels
+
+
+def _channel_sentence_scores(
+    lm: WordLM, token_lists: Sequence[Sequence[int]], decode: Callable[[list[int]], str], cc_id: int
+) -> SentenceScores:
+    """Each hypothesis' word-LM terms summed over its virtual channels, each channel one sentence
+    (one batched query for all): a talker's words are not the other's context."""
+    texts: list[str] = []
+    owners: list[int] = []
+    for index, tokens in enumerate(token_lists):
+        for channel in split_channels(tokens, cc_id):
+            texts.append(decode(channel))
+            owners.append(index)
+    per_channel = lm.sentence_scores(texts)
+    owner_index = torch.tensor(owners, dtype=torch.int64)
+
+    def summed(values: Tensor) -> Tensor:
+        return torch.zeros(len(token_lists)).index_add_(0, owner_index, values)
+
+    return SentenceScores(
+        summed(per_channel.log_probs), summed(per_channel.word_counts), summed(per_channel.unknown_counts)
+    )
 
 
 def _known_phrase_words(

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 
 from server.model.state import EncoderState, RowState
@@ -49,15 +50,41 @@ class ChunkOutput:
 
 
 def init_stream_state(
-    model: StreamingTransducer, search: Search, batch: int, language_weights: Tensor | None = None
+    model: StreamingTransducer,
+    search: Search,
+    batch: int,
+    language_weights: Tensor | None = None,
+    multi_talker: Tensor | None = None,
 ) -> StreamState:
-    """Fresh state for ``batch`` streams; language_weights (B, num_languages) or None = all languages."""
+    """Fresh state for ``batch`` streams; language_weights (B, num_languages) or None = all languages;
+    multi_talker (B,) bool the streams that want virtual channels (t-SOT) or None = none."""
     encoder = model.init_encoder_state(batch, language_weights)
     device = encoder.chunks_done.device
     beams = init_beam_state(
-        batch, search.beam, model.config.decoder.context_size, search.lm_context_size, model.tokenizer.blank_id, device
+        batch,
+        search.beam,
+        model.config.decoder.context_size,
+        search.lm_context_size,
+        model.tokenizer.blank_id,
+        device,
+        multi_talker,
     )
     return StreamState(encoder=encoder, beams=beams)
+
+
+def allowed_tokens(model: StreamingTransducer, language_weights: Tensor | None, multi_talker: Tensor) -> Tensor | None:
+    """(B, V) bool the tokens each stream may emit, or None for all: its languages' tokens (CMM;
+    language_weights (B, num_languages) or None), and ``<cc>`` only where multi_talker (B,) bool, so
+    a t-SOT model's one-talker streams search exactly as a one-talker model's would."""
+    allowed = None if language_weights is None else model.allowed_tokens(language_weights)
+    cc = model.tokenizer.cc_id
+    if cc is None:
+        return allowed
+    if allowed is None:
+        allowed = torch.ones(multi_talker.shape[0], model.config.tokenizer.vocab_size, dtype=torch.bool)
+        allowed = allowed.to(multi_talker.device)
+    allowed[:, cc] = multi_talker
+    return allowed
 
 
 def reset_utterance_(model: StreamingTransducer, state: StreamState, rows: Tensor) -> None:
@@ -100,7 +127,7 @@ def decode_chunk(
     """
     frame_offset = model.chunk_frame_offset(state.encoder)
     encoder_out, num_frames, encoder = model.encode_chunk(features, num_feature_frames, state.encoder)
-    allowed = model.allowed_tokens(state.encoder.language_weights)
+    allowed = allowed_tokens(model, state.encoder.language_weights, state.beams.multi_talker)
     beams, trace = search_frames(model, search, encoder_out, num_frames, state.beams, frame_offset, allowed, contexts)
     ctc_log_probs = model.ctc_log_probs(encoder_out) if search.uses_ctc else None
     return ChunkOutput(num_frames, trace, StreamState(encoder, beams), ctc_log_probs)

@@ -19,7 +19,7 @@ from server.search.context_graph import ContextGraph
 from server.search.hypotheses import BeamUpdate, Hypothesis, beam_updates, init_beam_state
 from server.search.options import Search
 from server.search.rescoring import final_hypothesis
-from server.search.step import search_frames
+from server.search.step import allowed_tokens, search_frames
 
 
 @dataclass
@@ -55,7 +55,8 @@ def search_utterances(
         batch, search.beam, model.config.decoder.context_size, search.lm_context_size, model.tokenizer.blank_id, device
     )
     start = torch.zeros(batch, dtype=torch.int64, device=device)
-    allowed = None if language_weights is None else model.allowed_tokens(language_weights)
+    # One talker: a t-SOT model's <cc> is masked (multi-talker results come from streaming only).
+    allowed = allowed_tokens(model, language_weights, torch.zeros(batch, dtype=torch.bool, device=device))
     beams, trace = search_frames(model, search, encoder_out, lengths, beams, start, allowed, contexts)
     updates = beam_updates(trace, beams.scores)
     if not (search.uses_ctc if with_ctc is None else with_ctc):

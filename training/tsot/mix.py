@@ -2,6 +2,7 @@
 
     asr-train mix-tsot --source data/train/manifest.jsonl --out DIR --num-utterances N --seed S \\
         [--model models/en-small] [--single-fraction 0.3] [--augment-prob 0.2]
+        [--offset-seconds LO HI] [--max-relative-db 5]
 
 Each output row is either one source utterance alone or two of the same language (different
 voices when the manifest names them): the first talker at time 0, the second from a random
@@ -72,6 +73,7 @@ class MixPlan:
     first: int  # source numbers
     second: int | None  # None: a single-talker row
     offset_fraction: float  # the second talker's start, as a fraction of the first one's length
+    offset_s: float | None  # or in seconds after the first's start (``--offset-seconds``), where set
     relative_db: float  # the second talker's level relative to the first (speech RMS)
     reverb: tuple[float, float] | None  # (rt60 s, direct-to-reverberant dB)
     noise: tuple[str, float] | None  # (colour, SNR dB)
@@ -92,8 +94,20 @@ def is_single(index: int, single_fraction: float) -> bool:
     return math.ceil(index * single_fraction - 1e-9) > math.ceil((index - 1) * single_fraction - 1e-9)
 
 
-def plan_row(index: int, sources: Sequence[Source], seed: int, single_fraction: float, augment_prob: float) -> MixPlan:
-    """Row ``index``'s plan: its sources, the second talker's offset and level, augmentation."""
+def plan_row(
+    index: int,
+    sources: Sequence[Source],
+    seed: int,
+    single_fraction: float,
+    augment_prob: float,
+    offset_seconds: tuple[float, float] | None = None,
+    max_relative_db: float = MAX_RELATIVE_DB,
+) -> MixPlan:
+    """Row ``index``'s plan: its sources, the second talker's offset and level, augmentation.
+
+    ``offset_seconds`` (lo, hi): the second talker starts uniformly within it (an evaluation set
+    shaped like a test's) instead of anywhere in the first one's length; ``max_relative_db`` 0
+    mixes at equal speech level."""
     rng = np.random.default_rng([seed, index])
     first = int(rng.integers(len(sources)))
     second: int | None = None
@@ -104,12 +118,14 @@ def plan_row(index: int, sources: Sequence[Source], seed: int, single_fraction: 
         if candidates:
             second = int(candidates[int(rng.integers(len(candidates)))])
     offset_fraction = float(rng.uniform(0.0, 1.0))
-    relative_db = float(rng.uniform(-MAX_RELATIVE_DB, MAX_RELATIVE_DB))
+    relative_db = float(rng.uniform(-max_relative_db, max_relative_db))
     reverb = (float(rng.uniform(0.2, 0.7)), float(rng.uniform(0.0, 10.0))) if rng.random() < augment_prob else None
     noise = None
     if rng.random() < augment_prob:
         noise = (NOISE_COLORS[int(rng.integers(len(NOISE_COLORS)))], float(rng.uniform(10.0, 30.0)))
-    return MixPlan(index, first, second, offset_fraction, relative_db, reverb, noise)
+    # Drawn last, so that the other draws of a seed stay what they were without it.
+    offset_s = None if offset_seconds is None else float(rng.uniform(*offset_seconds))
+    return MixPlan(index, first, second, offset_fraction, offset_s, relative_db, reverb, noise)
 
 
 class AlignmentCache:
@@ -187,7 +203,8 @@ def render_row(
     offsets = [0]
     audio = signals[0].astype(np.float32)
     if len(signals) == 2:
-        offsets.append(round(plan.offset_fraction * signals[0].size))
+        start = plan.offset_fraction * signals[0].size if plan.offset_s is None else plan.offset_s * rate
+        offsets.append(round(start))
         gain = speech_rms(signals[0], rate, alignments[0]) / speech_rms(signals[1], rate, alignments[1])
         audio = mix(audio, signals[1], offsets[1], gain * db_to_gain(plan.relative_db))
     augmentations: dict[str, object] = {}
@@ -246,10 +263,16 @@ def build(
     model: StreamingTransducer,
     single_fraction: float = 0.3,
     augment_prob: float = 0.2,
+    offset_seconds: tuple[float, float] | None = None,
+    max_relative_db: float = MAX_RELATIVE_DB,
 ) -> Path:
     """Write (or complete) the two-talker data set under ``out_dir``; return its manifest."""
     if not 0.0 <= single_fraction <= 1.0 or not 0.0 <= augment_prob <= 1.0:
         raise ValueError("single_fraction and augment_prob must be within [0, 1]")
+    if offset_seconds is not None and not 0.0 <= offset_seconds[0] <= offset_seconds[1]:
+        raise ValueError(f"offset_seconds {offset_seconds}: want 0 <= lo <= hi")
+    if max_relative_db < 0:
+        raise ValueError(f"max_relative_db {max_relative_db}: want >= 0")
     if model.ctc_head is None:
         raise ValueError(f"model {model.config.name} has no CTC head to align with")
     sources = read_sources(source_manifest)
@@ -263,6 +286,8 @@ def build(
         "model": model.config.name,
         "single_fraction": single_fraction,
         "augment_prob": augment_prob,
+        "offset_seconds": None if offset_seconds is None else list(offset_seconds),
+        "max_relative_db": max_relative_db,
     }
     check_settings(out_dir / SETTINGS, settings, "mix-tsot")
     manifest = out_dir / MANIFEST
@@ -274,7 +299,7 @@ def build(
         for index in range(1, num_utterances + 1):
             if index in done:
                 continue
-            plan = plan_row(index, sources, seed, single_fraction, augment_prob)
+            plan = plan_row(index, sources, seed, single_fraction, augment_prob, offset_seconds, max_relative_db)
             row = render_row(plan, sources, cache, rate, out_dir)
             if row is None:
                 continue
@@ -294,6 +319,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help="model whose CTC head aligns the sources")
     parser.add_argument("--single-fraction", type=float, default=0.3, help="at least this share of rows is one talker")
     parser.add_argument("--augment-prob", type=float, default=0.2, help="chance of a room, and of noise, per row")
+    parser.add_argument(
+        "--offset-seconds",
+        type=float,
+        nargs=2,
+        metavar=("LO", "HI"),
+        help="the second talker starts LO..HI s after the first (default: anywhere in the first one's length)",
+    )
+    parser.add_argument(
+        "--max-relative-db", type=float, default=MAX_RELATIVE_DB, help="levels within +-this many dB (0: equal)"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads for the alignments")
 
 
@@ -303,7 +338,15 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     model = load_model(args.model)
     manifest = build(
-        args.source, args.out, args.num_utterances, args.seed, model, args.single_fraction, args.augment_prob
+        args.source,
+        args.out,
+        args.num_utterances,
+        args.seed,
+        model,
+        args.single_fraction,
+        args.augment_prob,
+        None if args.offset_seconds is None else tuple(args.offset_seconds),
+        args.max_relative_db,
     )
     print(manifest)
     return 0

@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TypeVar
 
+from server.search.rescoring import split_channels
+
 T = TypeVar("T")
 
 NUM_TALKERS = 2
@@ -67,17 +69,11 @@ def first_talker(times: Sequence[Sequence[float]]) -> int | None:
 def deserialize(sequence: Sequence[T], cc: T) -> list[list[T]]:
     """Virtual channels of a serialized sequence: ``[channel 0 tokens, channel 1 tokens]``.
 
-    The same rule as ``server.engine.transcript.Utterance.add`` (tokens to the current channel,
-    ``cc`` toggles between the two), kept here for pieces, which the engine does not handle.
+    The engine's rule (``server.search.rescoring.split_channels``: tokens to the current channel,
+    ``cc`` toggles between the two), always two channels.
     """
-    channels: list[list[T]] = [[] for _ in range(NUM_TALKERS)]
-    channel = 0
-    for token in sequence:
-        if token == cc:
-            channel = (channel + 1) % NUM_TALKERS
-        else:
-            channels[channel].append(token)
-    return channels
+    channels = split_channels(sequence, cc)
+    return channels + [[] for _ in range(NUM_TALKERS - len(channels))]
 
 
 def talker_channels(times: Sequence[Sequence[float]]) -> list[int]:
