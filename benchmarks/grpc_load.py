@@ -13,6 +13,8 @@ Usage:
         [--connections C] [--audio FILE ...] [--duration-limit 60] [--report reports/grpc_load.json]
     python benchmarks/grpc_load.py --server-arg=--workers=2 ...       # the started server's flags
     python benchmarks/grpc_load.py --server 127.0.0.1:50051 --metrics-port 9400 --server-pid PID
+    python benchmarks/grpc_load.py --audio long20.wav --streams 32 --capacity-search --unbatched-at 32 \
+        --arithmetic                                                     # issue 17's three figures
 
 Audio: by default a few sentences synthesized with ``espeak-ng --stdout`` at run time (one
 file per sentence; stream i plays file i mod the number of files), or ``--audio FILE ...``
@@ -52,6 +54,17 @@ What is measured, per N:
   of audio streamed (summed over streams): the CPU cost of one real-time stream, in cores,
   which should fall as batches grow. With ``--server`` it needs ``--server-pid``. CPU used
   by the benchmark client itself (same machine) is reported too.
+
+Capacity figures (issue 17), each on request:
+
+* ``--capacity-search``: the largest N whose streams all complete with result latency p95 at
+  most ``--p95-limit`` (0.6 s): N doubles from ``--capacity-start`` until a level fails, then
+  bisects to within 1/16 (report ``capacity``: the N and every level run).
+* ``--unbatched-at N``: N streams again on a second started server with ``--max-batch-size=1``;
+  ``batched_unbatched.ratio`` is its server CPU per audio second over the batched one's.
+* ``--arithmetic``: the model's FLOPs per stream-second and this machine's fp32 matmul FLOP/s
+  per core (``benchmarks/arithmetic.py``): ``limit_streams`` = cores x matmul rate / model FLOPs,
+  and ``fraction_of_limit`` = capacity / limit_streams.
 
 Prints a table and writes a JSON report (default ``reports/grpc_load.json``). All traffic
 goes to loopback; every loop is bounded by a count and a time limit.
@@ -634,6 +647,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--startup-timeout", type=float, default=120.0)
     parser.add_argument("--pause", type=float, default=1.0, help="seconds between load levels")
+    capacity = parser.add_argument_group("capacity (issue 17)")
+    capacity.add_argument(
+        "--capacity-search",
+        action="store_true",
+        help="after the --streams levels, find the largest N whose streams all complete with result "
+        "latency p95 <= --p95-limit (doubling from --capacity-start, then bisection)",
+    )
+    capacity.add_argument("--p95-limit", type=float, default=0.6, help="seconds (default: %(default)s)")
+    capacity.add_argument("--capacity-start", type=int, default=8)
+    capacity.add_argument("--capacity-max", type=int, default=256)
+    capacity.add_argument(
+        "--unbatched-at",
+        type=int,
+        default=None,
+        metavar="N",
+        help="also run N streams on a second started server with --max-batch-size=1 and report the "
+        "unbatched/batched ratio of server CPU per audio second (N joins the --streams levels)",
+    )
+    capacity.add_argument(
+        "--arithmetic",
+        action="store_true",
+        help="report the arithmetic limit (matmul FLOP/s x cores over the model's FLOPs per stream-second, "
+        "benchmarks/arithmetic.py) and the fraction of it the capacity reaches",
+    )
     parser.add_argument("--report", type=Path, default=Path("reports/grpc_load.json"))
     args = parser.parse_args(argv)
     if args.speed <= 0 or args.chunk_ms <= 0 or args.duration_limit <= 0:
@@ -650,7 +687,61 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parser.error("--model-dir and --server-arg apply to a started server, not to --server")
     elif args.metrics_port is not None or args.server_pid is not None:
         parser.error("--metrics-port and --server-pid apply to --server only")
+    if args.unbatched_at is not None:
+        if args.server is not None:
+            parser.error("--unbatched-at starts its own servers: not with --server")
+        if args.unbatched_at < 1:
+            parser.error("--unbatched-at must be at least 1")
+        if args.unbatched_at not in args.streams:
+            args.streams = sorted([*args.streams, args.unbatched_at])
+    if args.p95_limit <= 0 or not 1 <= args.capacity_start <= args.capacity_max:
+        parser.error("--p95-limit must be positive and 1 <= --capacity-start <= --capacity-max")
+    if args.arithmetic and args.server is not None and args.model_dir is None:
+        parser.error("--arithmetic with --server needs --model-dir (the served model's directory)")
     return args
+
+
+def holds(run: dict[str, object], p95_limit_s: float) -> bool:
+    """Whether a load level kept up: every stream completed, and result latency p95 within the limit."""
+    p95 = run["result_latency"]["p95_s"]  # type: ignore[index]
+    return run["completed"] == run["streams"] and p95 is not None and p95 <= p95_limit_s
+
+
+def next_capacity_probe(passed: int | None, failed: int | None, start: int, maximum: int) -> int | None:
+    """The next N to try (None: done): double from ``start`` until a level fails or ``maximum`` holds,
+    then bisect between the largest N that held and the smallest that failed, to within 1/16 of it."""
+    if passed is None:
+        return start if failed is None else (None if failed <= 1 else max(1, failed // 2))
+    if failed is None:
+        return None if passed >= maximum else min(2 * passed, maximum)
+    gap = failed - passed
+    if gap <= max(1, passed // 16):
+        return None
+    return passed + gap // 2
+
+
+async def capacity_search(
+    target: Target, audios: list[PcmAudio], args: argparse.Namespace, lookahead_s: float
+) -> dict[str, object]:
+    """The largest N that holds (``holds``), with every level it ran."""
+    passed: int | None = None
+    failed: int | None = None
+    levels = []
+    while (streams := next_capacity_probe(passed, failed, args.capacity_start, args.capacity_max)) is not None:
+        await asyncio.sleep(args.pause)
+        run = await run_level(target, streams, audios, args, lookahead_s)
+        ok = holds(run, args.p95_limit)
+        p95 = run["result_latency"]["p95_s"]  # type: ignore[index]
+        console.print(
+            f"capacity probe N={streams}: {run['completed']}/{streams} completed, p95 "
+            f"{_ms(p95)} ms -> {'holds' if ok else 'fails'}"
+        )
+        levels.append(run)
+        if ok:
+            passed = streams
+        else:
+            failed = streams
+    return {"p95_limit_s": args.p95_limit, "streams": passed or 0, "levels": levels}
 
 
 async def benchmark(
@@ -688,6 +779,9 @@ async def benchmark(
             + (f", errors {run['errors']}" if run["errors"] else "")
         )
         runs.append(run)
+    if args.capacity_search:
+        lookahead_s = max(0, info.latency_ms - info.chunk_ms) / 1000.0
+        model_info["capacity"] = await capacity_search(target, audios, args, lookahead_s)
     return model_info, runs
 
 
@@ -716,6 +810,18 @@ def main(argv: list[str] | None = None) -> None:
         finally:
             if server is not None:
                 server.stop()
+        unbatched = None
+        if args.unbatched_at is not None:
+            unbatched = run_unbatched(args, audio_paths, runs)
+    capacity: dict | None = model_info.pop("capacity", None)  # type: ignore[assignment]
+    arithmetic = None
+    if args.arithmetic:
+        from arithmetic import arithmetic_limit  # benchmarks/arithmetic.py: torch, only when asked
+
+        arithmetic = arithmetic_limit(args.model_dir or _default_model_dir())
+        if capacity is not None:
+            arithmetic["fraction_of_limit"] = capacity["streams"] / arithmetic["limit_streams"]
+        console.print(f"arithmetic limit: {arithmetic}")
     print_table(runs, f"gRPC load, speed {args.speed}x, {args.chunk_ms:.0f} ms chunks")
     report = {
         "benchmark": "grpc_load",
@@ -729,10 +835,53 @@ def main(argv: list[str] | None = None) -> None:
         "machine": machine(),
         "cpu_source": _cpu_source(),
         "runs": runs,
+        "capacity": capacity,
+        "batched_unbatched": unbatched,
+        "arithmetic": arithmetic,
     }
+    if capacity is not None:
+        console.print(f"capacity: {capacity['streams']} streams hold p95 <= {capacity['p95_limit_s']} s")
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text(json.dumps(report, indent=2) + "\n")
     console.print(f"report: {args.report}")
+
+
+def run_unbatched(args: argparse.Namespace, audio_paths: list[Path], runs: list[dict[str, object]]) -> dict:
+    """N streams on a second started server that steps one stream at a time; the ratio of server CPU
+    per audio second, unbatched over batched (the batched figure: this run's level N)."""
+    streams = args.unbatched_at
+    batched = next(run for run in runs if run["streams"] == streams)
+    log_path = args.report.with_suffix(".unbatched.server.log")
+    server = ServerProcess(args.model_dir, max(64, streams), [*args.server_arg, "--max-batch-size=1"], log_path)
+    console.print(f"starting an unbatched asr-server (--max-batch-size=1), log {log_path}")
+    try:
+        server.start(args.startup_timeout)
+        target = Target(
+            f"{LOOPBACK}:{server.port}",
+            f"http://{LOOPBACK}:{server.metrics_port}/metrics",
+            server.process.pid if server.process else None,
+            "",
+        )
+        _, unbatched_runs = asyncio.run(benchmark(_with_streams(args, [streams]), audio_paths, target))
+    finally:
+        server.stop()
+    unbatched = unbatched_runs[0]
+    cost = batched["server_cpu_seconds_per_audio_second"]
+    unbatched_cost = unbatched["server_cpu_seconds_per_audio_second"]
+    ratio = unbatched_cost / cost if cost and unbatched_cost else None  # type: ignore[operator]
+    console.print(f"N={streams}: unbatched/batched server CPU per audio second = {_num(ratio)}")
+    return {"streams": streams, "ratio": ratio, "batched": batched, "unbatched": unbatched}
+
+
+def _with_streams(args: argparse.Namespace, streams: list[int]) -> argparse.Namespace:
+    """``args`` for one more run of just these levels (no capacity search)."""
+    return argparse.Namespace(**{**vars(args), "streams": streams, "capacity_search": False})
+
+
+def _default_model_dir() -> Path:
+    from server.model.checkpoint import DEFAULT_MODEL_DIR
+
+    return Path(DEFAULT_MODEL_DIR)
 
 
 def _cpu_source() -> str:

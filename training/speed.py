@@ -25,20 +25,31 @@ from training.manifest import read_audio, read_manifest
 
 
 def stream_seconds(
-    model: StreamingTransducer, search: Search, samples: np.ndarray, streams: int = 1, piece: int = 1600
+    model: StreamingTransducer,
+    search: Search,
+    samples: np.ndarray,
+    streams: int = 1,
+    piece: int = 1600,
+    multi_talker: bool = False,
 ) -> float:
-    """Compute seconds to stream 16 kHz ``samples`` through ``streams`` identical streams in one batch."""
+    """Compute seconds to stream 16 kHz ``samples`` through ``streams`` identical streams in one batch
+    (``multi_talker``: each asks for virtual channels, t-SOT)."""
     pieces = in_pieces(samples, piece)
     started = time.perf_counter()
-    decode_streams(model, search, [pieces] * streams, StreamOptions())
+    decode_streams(model, search, [pieces] * streams, StreamOptions(multi_talker=multi_talker))
     return time.perf_counter() - started
 
 
 def step_seconds(
-    model: StreamingTransducer, search: Search, samples: np.ndarray, streams: int = 1, piece: int = 1600
+    model: StreamingTransducer,
+    search: Search,
+    samples: np.ndarray,
+    streams: int = 1,
+    piece: int = 1600,
+    multi_talker: bool = False,
 ) -> float:
     """Compute seconds of the model steps alone: one front end, every window stepped for ``streams`` slots."""
-    decoder = StreamDecoder(model, search, StreamOptions())
+    decoder = StreamDecoder(model, search, StreamOptions(multi_talker=multi_talker))
     stepper = BatchStepper(model, search, capacity=streams)
     started = time.perf_counter()
     for chunk in in_pieces(samples, piece):
@@ -63,18 +74,21 @@ def real_time_factor(
     utterances: int = 50,
     streams: int = 1,
     path: str = "step",
+    multi_talker: bool = False,
 ) -> dict:
-    """Compute time over audio time for the first ``utterances`` of a manifest, on ``path`` (see above)."""
+    """Compute time over audio time for the first ``utterances`` of a manifest, on ``path`` (see above),
+    with every stream asking for multi-talker results or none."""
     audio_seconds = compute_seconds = 0.0
     for utterance in read_manifest(manifest)[:utterances]:
         samples, rate = read_audio(utterance.audio)
         if rate != model.config.sample_rate:
             samples = soxr.resample(samples, rate, model.config.sample_rate).astype(np.float32)
         audio_seconds += len(samples) / model.config.sample_rate * streams
-        compute_seconds += PATHS[path](model, search, samples, streams)
+        compute_seconds += PATHS[path](model, search, samples, streams, multi_talker=multi_talker)
     return {
         "streams": streams,
         "path": path,
+        "multi_talker": multi_talker,
         "threads": torch.get_num_threads(),
         "audio_seconds": round(audio_seconds, 2),
         "compute_seconds": round(compute_seconds, 3),
