@@ -160,3 +160,14 @@ def test_frozen_blocks_are_frozen_and_run_without_dropout(tmp_path: Path) -> Non
         first, *_ = encoder.layers[0](embedded, full, distance, embedded.shape[1])
         again, *_ = encoder.layers[0](encoder._embed(x), full, distance, embedded.shape[1])
     torch.testing.assert_close(first, again)  # in training mode: deterministic, so no dropout
+
+
+def test_a_new_model_of_one_language_has_no_token_table(tmp_path: Path) -> None:
+    """One language (English alone, say, on a Whisper encoder): every token is allowed, no table."""
+    args = Namespace(
+        seed=0, vocab_size=25, name="one", whisper_encoder=None, d_model=32, num_layers=2, num_heads=2,
+        ffn_dim=64, chunk_size=4, left_chunks=2, right_context=1,
+    )  # fmt: skip
+    model = build_multilingual_model(args, TEXTS["en"], ["en"] * len(TEXTS["en"]), tmp_path)
+    assert model.config.languages == ["en"] and model.token_languages is None
+    assert model.allowed_tokens(torch.ones(1, 1)) is None

@@ -132,8 +132,8 @@ def build_multilingual_model(
     if tensors is not None:
         load_whisper_weights(model.encoder, _pruned_ffn(tensors, encoder.ffn_dim))
         _silence_new_blocks(model, _whisper_blocks(tensors))
-    assert model.token_languages is not None
-    model.token_languages.copy_(token_language_table(tokenizer, texts, languages, order))
+    if model.token_languages is not None:  # one language (a Whisper encoder on English alone): no table
+        model.token_languages.copy_(token_language_table(tokenizer, texts, languages, order))
     return model
 
 
