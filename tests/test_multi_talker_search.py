@@ -4,6 +4,7 @@ batches equal each stream alone, finals rescored per channel."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -153,3 +154,23 @@ def test_finals_of_multi_talker_hypotheses_are_rescored_per_channel(model: Strea
     assert scores[0] == pytest.approx(alone, abs=1e-4)
     assert scores[1] == pytest.approx(alone, abs=1e-4)
     assert scores[2] < alone - 1.0  # the joined sentence is far less likely than two sentences
+
+
+def test_decode_speed_measures_multi_talker_streams(model: StreamingTransducer, tmp_path: Path) -> None:
+    """benchmarks/decode_speed.py --multi-talker: the same audio through streams without and with
+    multi_talker (what "a multi-talker stream costs what a one-talker stream costs" is measured by)."""
+    import json
+
+    import soundfile as sf
+
+    from training.speed import real_time_factor
+
+    audio = (0.1 * np.random.default_rng(0).standard_normal(24000)).astype(np.float32)
+    sf.write(str(tmp_path / "a.wav"), audio, 16000)
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"audio": "a.wav", "text": "x"}) + "\n")
+    for path in ("step", "stream"):
+        for multi_talker in (False, True):
+            figures = real_time_factor(model, Search(), manifest, 1, 2, path, multi_talker)
+            assert figures["multi_talker"] is multi_talker and figures["audio_seconds"] == pytest.approx(3.0)
+            assert figures["compute_seconds"] > 0

@@ -38,8 +38,9 @@ head -2483 $D/mix-b/manifest.jsonl > $D/mix-b/part1.jsonl; sed -n '2501,$p' $D/m
 $BIN/asr-train fit --train-manifest $D/src-train/part1.jsonl $D/mix-a/part1.jsonl $D/mix-b/part1.jsonl \
     $D/mix-a/part2.jsonl $D/mix-b/part2.jsonl --valid-manifest $D/src-dev/manifest.jsonl \
     --exp-dir $EXP/t1 --name en-small-tsot --init-from models/en-small --lr 5e-4 --warmup-steps 150 --hold-lr-after 150 \
-    --max-steps 2200 --cooldown-steps 800 --cooldown-end-step 2200 --snapshot-every 100 --snapshot-after 1800 \
+    --max-steps 2000 --cooldown-steps 700 --cooldown-end-step 2000 --snapshot-every 100 --snapshot-after 1700 \
     --max-batch-frames 8000 --ctc-weight 0.3 --valid-every 250 --valid-utterances 100 --save-every-minutes 5 \
     --threads 2 --jobs 1
 # (As run: steps 1-67 on the part1 sets only, then --resume with all five; the cool-down flags from
-# step 338 on, which changes nothing before step 1400. Restarts redraw the batch order.)
+# step 338 on (first ending at 2200, moved to 2000 at step 1136), which changes nothing before step
+# 1300. Restarts redraw the batch order.)
