@@ -264,6 +264,15 @@ class ServerProcess:
             raise SystemExit(f"grpc_load: asr-server did not start in {timeout_s:.0f} s; see {self.log_path}")
         wait_serving(f"{LOOPBACK}:{self.port}", max(1.0, deadline - time.monotonic()))
 
+    def target(self) -> Target:
+        """Where the started server listens, its metrics and its process (for CPU figures)."""
+        return Target(
+            f"{LOOPBACK}:{self.port}",
+            f"http://{LOOPBACK}:{self.metrics_port}/metrics",
+            self.process.pid if self.process else None,
+            "",
+        )
+
     def stop(self, timeout_s: float = 15.0) -> None:
         """SIGTERM (the server drains), then SIGKILL after ``timeout_s``; only our own process."""
         if self.process is None or self.process.poll() is not None:
@@ -796,12 +805,7 @@ def main(argv: list[str] | None = None) -> None:
                 server = ServerProcess(args.model_dir, max(64, max(args.streams)), list(args.server_arg), log_path)
                 console.print(f"starting asr-server ({args.model_dir or 'its default model'}), log {log_path}")
                 server.start(args.startup_timeout)
-                target = Target(
-                    f"{LOOPBACK}:{server.port}",
-                    f"http://{LOOPBACK}:{server.metrics_port}/metrics",
-                    server.process.pid if server.process else None,
-                    "",
-                )
+                target = server.target()
             else:
                 host = args.server.rsplit(":", 1)[0]
                 metrics_url = f"http://{host}:{args.metrics_port}/metrics" if args.metrics_port else None
@@ -856,12 +860,7 @@ def run_unbatched(args: argparse.Namespace, audio_paths: list[Path], runs: list[
     console.print(f"starting an unbatched asr-server (--max-batch-size=1), log {log_path}")
     try:
         server.start(args.startup_timeout)
-        target = Target(
-            f"{LOOPBACK}:{server.port}",
-            f"http://{LOOPBACK}:{server.metrics_port}/metrics",
-            server.process.pid if server.process else None,
-            "",
-        )
+        target = server.target()
         _, unbatched_runs = asyncio.run(benchmark(_with_streams(args, [streams]), audio_paths, target))
     finally:
         server.stop()

@@ -16,6 +16,7 @@ from server.model.encoder import ConformerEncoder
 from server.model.transducer import StreamingTransducer
 from server.model.windowing import FeatureWindows
 from server.search.hypotheses import Hypothesis
+from server.search.ngram_lm import TokenNgramLM, build_ngram_lm
 from server.search.options import Search
 from server.search.utterances import final_hypotheses, search_utterances
 
@@ -106,3 +107,11 @@ def check_batched_equals_alone(model: StreamingTransducer, search: Search) -> No
     expected = [streamed_tokens(model, search, [u])[0] for u in utterances]
     assert streamed_tokens(model, search, utterances, join_at=[0, 2, 3, 5]) == expected
     assert all(expected)
+
+
+def random_token_lm(model: StreamingTransducer, lowest_token: int = 1) -> TokenNgramLM:
+    """A 3-gram LM over random sentences of the model's tokens from ``lowest_token`` up (seeded)."""
+    rng = np.random.default_rng(3)
+    vocab = model.tokenizer.vocab_size
+    sentences = [rng.integers(lowest_token, vocab, size=rng.integers(3, 12)).tolist() for _ in range(300)]
+    return build_ngram_lm(sentences, vocab, order=3)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from model_helpers import check_batched_equals_alone, check_streamed_equals_whole, noisy_model
+from model_helpers import check_batched_equals_alone, check_streamed_equals_whole, noisy_model, random_token_lm
 
 from server.model.transducer import StreamingTransducer
 from server.search.beam import _merge_duplicates, beam_search_frames
@@ -24,10 +24,7 @@ def model(random_model_dir: Path) -> StreamingTransducer:
 
 @pytest.fixture(scope="module")
 def lm(model: StreamingTransducer) -> TokenNgramLM:
-    rng = np.random.default_rng(3)
-    vocab = model.tokenizer.vocab_size
-    sentences = [rng.integers(1, vocab, size=rng.integers(3, 12)).tolist() for _ in range(300)]
-    return build_ngram_lm(sentences, vocab, order=3)
+    return random_token_lm(model)
 
 
 def _search(lm: TokenNgramLM) -> Search:

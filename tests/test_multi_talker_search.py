@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from model_helpers import NO_ENDPOINTS
+from model_helpers import NO_ENDPOINTS, random_token_lm
 from random_model import save_random_model
 
 from server.engine.decoder import StreamOptions
@@ -18,7 +18,7 @@ from server.model.checkpoint import load_model
 from server.model.transducer import StreamingTransducer
 from server.search.beam import beam_search_frames
 from server.search.hypotheses import init_beam_state
-from server.search.ngram_lm import TokenNgramLM, build_ngram_lm
+from server.search.ngram_lm import TokenNgramLM
 from server.search.options import Search, SearchOptions, SearchResources
 from server.search.rescoring import Rescorer, build_word_lm, final_scores, split_channels
 
@@ -36,10 +36,7 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> StreamingTransducer:
 
 @pytest.fixture(scope="module")
 def lm(model: StreamingTransducer) -> TokenNgramLM:
-    rng = np.random.default_rng(3)
-    vocab = model.tokenizer.vocab_size
-    sentences = [rng.integers(3, vocab, size=rng.integers(3, 12)).tolist() for _ in range(300)]
-    return build_ngram_lm(sentences, vocab, order=3)
+    return random_token_lm(model, lowest_token=3)  # no blank, <unk> or <cc> in the LM's sentences
 
 
 def _searches(lm: TokenNgramLM) -> dict[str, Search]:
