@@ -13,7 +13,7 @@ in and returned, so a stream can be decoded chunk by chunk exactly as in one pie
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import fields
 from typing import TypeVar
 
@@ -23,6 +23,7 @@ from torch import Tensor
 from server.model.transducer import StreamingTransducer
 from server.search.context_graph import ContextGraph
 from server.search.hypotheses import BeamState, BeamTrace
+from server.search.memo import fusion_memo, prediction_memo
 from server.search.options import Search
 
 _HASH_MULTIPLIER = 1_000_003
@@ -91,7 +92,6 @@ def beam_search_frames(
     beam = state.scores.shape[1]
     blank = model.tokenizer.blank_id
     device = encoder_out.device
-    lm, lm_weight, token_bonus = search.fused_lm, search.options.lm_weight, search.options.token_bonus
     cc = model.tokenizer.cc_id
     if state.lm_context.shape[2] != search.lm_context_size:
         raise ValueError(
@@ -101,14 +101,16 @@ def beam_search_frames(
     boosted = [(row, graph) for row, graph in enumerate(contexts or ()) if graph is not None]
     trace = empty_trace(batch, beam, device)
     encoder_proj = model.joiner.encoder_proj(encoder_out)  # (B, T, J)
+    # Each hypothesis' prediction-network output and fusion terms depend on its last tokens only:
+    # read from memos (server.search.memo), so a frame gathers them rather than computing them.
+    predictions, fusion = prediction_memo(model), fusion_memo(search, model)
 
-    def decoder_proj_of(context: Tensor) -> Tensor:  # (N, context_size) -> (N, J)
-        return model.joiner.decoder_proj(model.decoder(context)[:, 0])
+    def rows_of(state: BeamState) -> tuple[Tensor, Tensor]:  # (B, K, J), (B, K, V)
+        decoder_proj = predictions.lookup(state.decoder_context.view(batch * beam, -1)).view(batch, beam, -1)
+        token_terms = fusion.lookup(state.lm_context.view(batch * beam, -1)).view(batch, beam, -1)
+        return decoder_proj, token_terms
 
-    # Each hypothesis' prediction-network output and LM row depend on its last tokens only: computed
-    # once per call, then only for the hypotheses that emitted (most frames extend most by blank).
-    decoder_proj = decoder_proj_of(state.decoder_context.view(batch * beam, -1)).view(batch, beam, -1)
-    lm_log_probs = None if lm is None else lm.log_probs(state.lm_context.view(batch * beam, -1)).view(batch, beam, -1)
+    decoder_proj, token_terms = rows_of(state)
     for t in range(num_steps):
         active = t < num_frames  # (B,)
         if not bool(active.any()):
@@ -116,16 +118,9 @@ def beam_search_frames(
         logits = model.joiner.output(torch.tanh(encoder_proj[:, t].unsqueeze(1) + decoder_proj))
         if allowed is not None:
             logits = logits.masked_fill(~allowed[:, None, :], float("-inf"))
-        log_probs = logits.float().log_softmax(dim=-1)  # (B, K, V)
+        # Fusion terms apply to tokens only: a blank (or <cc>) neither advances the LM nor earns the bonus.
+        log_probs = logits.float().log_softmax(dim=-1) + token_terms  # (B, K, V)
         vocab = log_probs.shape[-1]
-        # Fusion terms apply to tokens only: a blank neither advances the LM nor earns the bonus.
-        token_terms = torch.full_like(log_probs, token_bonus)
-        if lm_log_probs is not None:
-            token_terms += lm_weight * lm_log_probs
-        token_terms[:, :, blank] = 0.0
-        if cc is not None:  # a channel change is no word: no LM term, no bonus
-            token_terms[:, :, cc] = 0.0
-        log_probs = log_probs + token_terms
         following = _boost_(log_probs, state.context_state, boosted, blank, cc) if boosted else []
         candidates = (state.scores.unsqueeze(2) + log_probs).view(batch, beam * vocab)
         width = min(2 * beam, beam * vocab)
@@ -156,31 +151,10 @@ def beam_search_frames(
             multi_talker=state.multi_talker,
         )
         new_trace = _extend_trace(trace, parent, token, emit, frame_offset + t)
-        changed = emit & active.unsqueeze(1)  # a <cc> changes both: the decoder's tokens, the LM history
-        new_decoder_proj = _refresh(
-            _gather_beams(decoder_proj, parent), changed, new_state.decoder_context, decoder_proj_of
-        )
-        decoder_proj = torch.where(active.view(-1, 1, 1), new_decoder_proj, decoder_proj)
-        if lm is not None and lm_log_probs is not None:
-            new_lm = _refresh(_gather_beams(lm_log_probs, parent), changed, new_state.lm_context, lm.log_probs)
-            lm_log_probs = torch.where(active.view(-1, 1, 1), new_lm, lm_log_probs)
         state = _where_active(active, new_state, state)
         trace = _where_active(active, new_trace, _pad_history(trace, new_trace.tokens.shape[2]))
+        decoder_proj, token_terms = rows_of(state)
     return state, trace
-
-
-def _refresh(cached: Tensor, changed: Tensor, inputs: Tensor, compute: Callable[[Tensor], Tensor]) -> Tensor:
-    """cached (B, K, X) per-hypothesis values with the rows where ``changed`` (B, K) recomputed:
-    ``compute`` maps inputs (N, C) to (N, X), here on the changed rows of inputs (B, K, C) only."""
-    flat = changed.reshape(-1)
-    if not bool(flat.any()):
-        return cached
-    if bool(flat.all()):
-        return compute(inputs.reshape(flat.numel(), -1)).view_as(cached)
-    rows = flat.nonzero(as_tuple=True)[0]
-    out = cached.reshape(flat.numel(), -1).clone()
-    out[rows] = compute(inputs.reshape(flat.numel(), -1)[rows])
-    return out.view_as(cached)
 
 
 def _boost_(
