@@ -20,8 +20,9 @@ from server.engine.offline import decode_streams
 from server.model.checkpoint import load_model
 from server.model.config import ModelConfig
 from server.model.frontend import compute_fbank
+from server.search.ctc_scores import ctc_loss_scores, ctc_sequence_log_probs, prefix_tree_scores
 from server.search.options import RescoringOptions, Search, SearchOptions, SearchResources
-from server.search.rescoring import Rescorer, build_word_lm, ctc_sequence_log_probs
+from server.search.rescoring import Rescorer, build_word_lm
 from server.search.utterances import search_utterances
 from training.bundle import bundle, with_ctc_head
 
@@ -39,20 +40,42 @@ def _brute_force(log_probs: torch.Tensor, tokens: list[int]) -> float:
     return total
 
 
-def test_sequence_score_sums_all_alignments() -> None:
+SCORERS = [ctc_sequence_log_probs, ctc_loss_scores, prefix_tree_scores]
+
+
+@pytest.mark.parametrize("scorer", SCORERS)
+def test_sequence_score_sums_all_alignments(scorer) -> None:
     torch.manual_seed(0)
     log_probs = torch.randn(5, 4).log_softmax(dim=-1)
-    hypotheses = [[1, 2], [1, 1], [3], [], [2, 3, 1]]
-    scores = ctc_sequence_log_probs(log_probs, hypotheses, BLANK)
+    hypotheses = [[1, 2], [1, 1], [3], [], [2, 3, 1], [1, 2, 1]]
+    scores = scorer(log_probs, hypotheses, BLANK)
     for hypothesis, score in zip(hypotheses, scores.tolist(), strict=True):
         assert score == pytest.approx(_brute_force(log_probs, hypothesis), abs=1e-4)
 
 
-def test_a_sequence_that_cannot_fit_the_frames_scores_minus_infinity() -> None:
+@pytest.mark.parametrize("scorer", SCORERS)
+def test_a_sequence_that_cannot_fit_the_frames_scores_minus_infinity(scorer) -> None:
     log_probs = torch.randn(3, 4).log_softmax(dim=-1)
     # [1, 1, 1] needs blanks between the repeats: 5 frames; [1, 2, 3, 1] needs 4.
-    scores = ctc_sequence_log_probs(log_probs, [[1, 1, 1], [1, 2, 3, 1], [2]], BLANK)
+    scores = scorer(log_probs, [[1, 1, 1], [1, 2, 3, 1], [2]], BLANK)
     assert scores[0] == -math.inf and scores[1] == -math.inf and math.isfinite(scores[2].item())
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_the_prefix_tree_equals_ctc_loss_on_a_long_n_best_list(seed: int) -> None:
+    """A 20-s utterance's 32-best list: shared prefixes, diverging endings, repeats, one too long."""
+    generator = torch.Generator().manual_seed(seed)
+    frames, vocab = 500, 64
+    log_probs = (3 * torch.randn(frames, vocab, generator=generator)).log_softmax(dim=-1)
+    shared = torch.randint(1, vocab, (120,), generator=generator).tolist()
+    ending = torch.randint(1, vocab, (32, 4), generator=generator).tolist()
+    hypotheses = [shared[: 120 - k % 9] + ending[k][: k % 5] for k in range(32)]
+    hypotheses += [[], [5, 5, 5], [7] * 300]
+    assert frames * sum(map(len, hypotheses)) >= 60_000  # the size ctc_sequence_log_probs uses the tree for
+    tree, reference = prefix_tree_scores(log_probs, hypotheses, BLANK), ctc_loss_scores(log_probs, hypotheses, BLANK)
+    assert torch.equal(torch.isfinite(tree), torch.isfinite(reference)) and not bool(torch.isfinite(tree[-1]))
+    finite = torch.isfinite(reference)
+    torch.testing.assert_close(tree[finite], reference[finite], rtol=1e-5, atol=1e-3)
 
 
 def test_ctc_weight_decides_between_hypotheses_the_word_lm_ties() -> None:

@@ -23,10 +23,11 @@ import torch
 
 from server.model.checkpoint import DEFAULT_MODEL_DIR
 from server.model.transducer import StreamingTransducer
+from server.search.ctc_scores import ctc_sequence_log_probs
 from server.search.hypotheses import best_index
 from server.search.loading import load_model_and_search
 from server.search.options import Search
-from server.search.rescoring import WORD_LM_FILE, Rescorer, WordLM, ctc_sequence_log_probs
+from server.search.rescoring import WORD_LM_FILE, Rescorer, WordLM
 from server.search.utterances import search_utterances
 from training.evaluate import feature_batches, pad_features
 from training.lm import set_default_rescoring

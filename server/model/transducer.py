@@ -74,7 +74,7 @@ class StreamingTransducer(nn.Module):
             vocab, config.decoder.embed_dim, config.decoder.context_size, tokenizer.blank_id
         )
         self.joiner = Joiner(config.encoder.d_model, config.decoder.embed_dim, config.joiner_dim, vocab)
-        # Only to rescore final results (``rescoring.ctc_sequence_log_probs``); the search never uses it.
+        # Only to rescore final results (``search.ctc_scores``); the search never uses it.
         self.ctc_head = nn.Linear(config.encoder.d_model, vocab) if config.ctc_head else None
         # CMM: which languages' text uses each token (V, K); a stream may emit the tokens of its
         # selected languages only. A one-language model has no table: every token is allowed.

@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import TypeVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from server.search.context_graph import ContextGraph
+from server.search.ctc_scores import ctc_sequence_log_probs
 from server.search.hypotheses import best_index
 from server.search.ngram_lm import TokenNgramLM, build_ngram_lm
 
@@ -162,30 +162,6 @@ class Rescorer:
             "oov_penalty": self.oov_penalty,
             "ctc_weight": self.ctc_weight,
         }
-
-
-@torch.no_grad()
-def ctc_sequence_log_probs(log_probs: Tensor, hypotheses: Sequence[Sequence[int]], blank_id: int) -> Tensor:
-    """(K,) log P_ctc of each token sequence given log_probs (T, V), the CTC head's
-    log-softmax over one utterance's encoder frames: the sum over all its alignments
-    (``torch.nn.functional.ctc_loss``, which is that forward algorithm). A sequence no
-    alignment fits in T frames gets -inf.
-    """
-    count = len(hypotheses)
-    frames = log_probs.shape[0]
-    targets = [token for hypothesis in hypotheses for token in hypothesis]
-    # ctc_loss wants a non-empty target tensor even when every sequence is empty.
-    flat = torch.tensor(targets or [blank_id + 1], dtype=torch.int64)
-    losses = F.ctc_loss(
-        log_probs.float().unsqueeze(1).expand(frames, count, -1),
-        flat,
-        torch.full((count,), frames, dtype=torch.int64),
-        torch.tensor([len(h) for h in hypotheses], dtype=torch.int64),
-        blank=blank_id,
-        reduction="none",
-        zero_infinity=False,
-    )
-    return torch.where(torch.isfinite(losses), -losses, torch.tensor(float("-inf")))
 
 
 def final_scores(
