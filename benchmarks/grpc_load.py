@@ -802,7 +802,7 @@ def main(argv: list[str] | None = None) -> None:
         try:
             if args.server is None:
                 log_path = args.report.with_suffix(".server.log")
-                server = ServerProcess(args.model_dir, max(64, max(args.streams)), list(args.server_arg), log_path)
+                server = ServerProcess(args.model_dir, started_max_streams(args), list(args.server_arg), log_path)
                 console.print(f"starting asr-server ({args.model_dir or 'its default model'}), log {log_path}")
                 server.start(args.startup_timeout)
                 target = server.target()
@@ -848,6 +848,12 @@ def main(argv: list[str] | None = None) -> None:
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text(json.dumps(report, indent=2) + "\n")
     console.print(f"report: {args.report}")
+
+
+def started_max_streams(args: argparse.Namespace) -> int:
+    """``--max-streams`` of the started server: every level run, and every level the capacity
+    search may probe (up to ``--capacity-max``), must be admitted, or refusals would end the search."""
+    return max(64, *args.streams, args.capacity_max if args.capacity_search else 0)
 
 
 def run_unbatched(args: argparse.Namespace, audio_paths: list[Path], runs: list[dict[str, object]]) -> dict:

@@ -4,6 +4,7 @@ against real started servers on the random model."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -49,6 +50,15 @@ def test_a_level_holds_only_when_every_stream_completed_within_the_p95_limit() -
     assert not grpc_load.holds(run(4, 0.7), 0.6)
     assert not grpc_load.holds(run(3, 0.1), 0.6)
     assert not grpc_load.holds(run(4, None), 0.6)
+
+
+def test_the_started_server_admits_every_level_the_capacity_search_may_probe() -> None:
+    plain = argparse.Namespace(streams=[8, 16], capacity_search=False, capacity_max=256)
+    assert grpc_load.started_max_streams(plain) == 64
+    searching = argparse.Namespace(streams=[32], capacity_search=True, capacity_max=256)
+    assert grpc_load.started_max_streams(searching) == 256
+    above = argparse.Namespace(streams=[100], capacity_search=False, capacity_max=8)
+    assert grpc_load.started_max_streams(above) == 100
 
 
 def test_arithmetic_limit_of_the_random_model(random_model_dir: Path) -> None:

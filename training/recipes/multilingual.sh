@@ -5,7 +5,7 @@
 # or resumes what is already there.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-BIN=.venv/bin
+BIN=$(pwd)/.venv/bin  # absolute: step 2 runs pip from another folder
 CACHE=${CACHE:-/work/cache}
 DATA=$CACHE/asr-data
 
