@@ -95,11 +95,25 @@ class RelativePositionAttention(nn.Module):
         q, k, v = qkv.permute(2, 0, 3, 1, 4)
         return q, k, v
 
-    def attend(self, q: Tensor, k: Tensor, v: Tensor, distance: Tensor, mask: Tensor) -> Tensor:
+    def attend(
+        self,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        distance: Tensor,
+        mask: Tensor,
+        key_cache: Tensor | None = None,
+        value_cache: Tensor | None = None,
+    ) -> Tensor:
         """q (B, H, Tq, d_k), k/v (B, H, K, d_k), distance (Tq, K) int64 = pos_k - pos_q,
-        mask (B, Tq, K) bool (True = may attend) -> (B, Tq, D)."""
+        mask (B, Tq, K) bool (True = may attend) -> (B, Tq, D).
+
+        With caches (B, H, M, d_k) the keys are [cache, k] (distance and mask cover M + K): the
+        products are taken with each part, so the (larger) caches are never concatenated."""
         b, h, tq, dk = q.shape
         content = torch.matmul(q, k.transpose(-1, -2))  # (B, H, Tq, K)
+        if key_cache is not None:
+            content = torch.cat([torch.matmul(q, key_cache.transpose(-1, -2)), content], dim=-1)
         position_all = torch.einsum("bhqd,hpd->bhqp", q, self.relative_keys)  # (B, H, Tq, 2P+1)
         index = distance.clamp(-self.max_distance, self.max_distance) + self.max_distance
         position = torch.gather(position_all, 3, index.expand(b, h, tq, index.shape[-1]))
@@ -107,7 +121,11 @@ class RelativePositionAttention(nn.Module):
         # A large finite negative (not -inf) keeps fully masked rows (padding) free of NaN.
         logits = logits.masked_fill(~mask.unsqueeze(1), torch.finfo(logits.dtype).min)
         weights = self.dropout(torch.softmax(logits, dim=-1))
-        context = torch.matmul(weights, v)  # (B, H, Tq, d_k)
+        if value_cache is None:
+            context = torch.matmul(weights, v)  # (B, H, Tq, d_k)
+        else:
+            cached = value_cache.shape[2]
+            context = torch.matmul(weights[..., :cached], value_cache) + torch.matmul(weights[..., cached:], v)
         return self.out(context.transpose(1, 2).reshape(b, tq, h * dk))
 
 
@@ -207,12 +225,11 @@ class ConformerBlock(nn.Module):
             x = x + 0.5 * self.ffn1(x)
         q, k, v = self.attention.project(x)
         new_k, new_v = k[:, :, :num_queries], v[:, :, :num_queries]
-        if key_cache is not None:
-            assert value_cache is not None, "keys and values are cached together"
-            k = torch.cat([key_cache, k], dim=2)
-            v = torch.cat([value_cache, v], dim=2)
+        if (key_cache is None) != (value_cache is None):
+            raise ValueError("keys and values are cached together")
         x = x[:, :num_queries]
-        x = x + self.dropout(self.attention.attend(q[:, :, :num_queries], k, v, distance, mask))
+        attended = self.attention.attend(q[:, :, :num_queries], k, v, distance, mask, key_cache, value_cache)
+        x = x + self.dropout(attended)
         if "conv" in self.silent:  # its cache is never read while it stays silent
             new_conv_cache = x.new_zeros(x.shape[0], x.shape[2], self.conv.kernel - 1)
         else:

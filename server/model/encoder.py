@@ -294,7 +294,11 @@ class ConformerEncoder(nn.Module):
         distance_first = key_position[None, :] - query_position[:, None]
         distance_rest = distance_first[:, : cache + chunk]
 
-        new_keys, new_values, new_conv = [], [], []
+        # The new caches are written layer by layer into buffers of their final shape: each byte of
+        # the (largest) state is copied once per step, not concatenated, sliced and stacked.
+        new_keys, new_values = torch.empty_like(attn_keys), torch.empty_like(attn_values)
+        new_conv = torch.empty_like(conv_cache)
+        kept = cache - chunk  # cached frames still in the window after this chunk (left_chunks >= 1)
         for index, layer in enumerate(self.layers):
             first = index == 0
             x, k, v, conv = layer(
@@ -307,13 +311,8 @@ class ConformerEncoder(nn.Module):
                 conv_cache[:, index],
             )
             x = self._with_experts(index, x, language_weights)
-            new_keys.append(torch.cat([attn_keys[:, index], k], dim=2)[:, :, -cache:])
-            new_values.append(torch.cat([attn_values[:, index], v], dim=2)[:, :, -cache:])
-            new_conv.append(conv)
-        return (
-            self.output_norm(x),
-            valid.clamp(max=chunk),
-            torch.stack(new_keys, dim=1),
-            torch.stack(new_values, dim=1),
-            torch.stack(new_conv, dim=1),
-        )
+            for old, new, latest in ((attn_keys, new_keys, k), (attn_values, new_values, v)):
+                new[:, index, :, :kept] = old[:, index, :, chunk:]
+                new[:, index, :, kept:] = latest
+            new_conv[:, index] = conv
+        return self.output_norm(x), valid.clamp(max=chunk), new_keys, new_values, new_conv
