@@ -43,6 +43,9 @@ class FakeTokenizer:
         text = "".join(self.PIECES[i] for i in ids if i > 1)
         return text.replace("\u2581", " ").strip()
 
+    def words(self, ids: list[int]) -> list[str]:
+        return self.decode(ids).split()
+
 
 def test_words_group_pieces_and_take_frame_times() -> None:
     tokens = [(2, 3), (3, 4), (4, 10), (5, 12), (6, 12)]  # "▁hel lo ▁world ▁ s"

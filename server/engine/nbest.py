@@ -169,4 +169,4 @@ def _starts_with_words(tokens: list[int], partial: list[int], words: list[str], 
     """
     if tokens[: len(partial)] == partial:
         return len(tokens) == len(partial) or tokenizer.starts_word(tokens[len(partial)])
-    return tokenizer.decode(tokens).split()[: len(words)] == words
+    return tokenizer.words(tokens)[: len(words)] == words

@@ -7,6 +7,7 @@ that a multi-talker model's tokenizer reserves.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -32,6 +33,10 @@ class Tokenizer:
             if cc == self._sp.unk_id():
                 raise ValueError(f"{model_file}: no piece {channel_change_token!r}")
             self.cc_id = cc
+        # Per-id facts read for every partial result, looked up once; decoded texts memoised
+        # (a stream's partials decode the same words again and again).
+        self._starts_word = [self._sp.id_to_piece(i).startswith(WORD_BOUNDARY) for i in range(self.vocab_size)]
+        self._decode_memo = functools.lru_cache(maxsize=1 << 16)(self._decode)
 
     @property
     def vocab_size(self) -> int:
@@ -51,8 +56,27 @@ class Tokenizer:
         A lone word-boundary piece ("▁") decodes to a space of its own; collapsing keeps the
         transcript equal to its words joined by single spaces.
         """
+        return self._decode_memo(tuple(ids))
+
+    def _decode(self, ids: tuple[int, ...]) -> str:
         text = self._sp.decode([i for i in ids if i != self.blank_id and i != self.cc_id])
         return " ".join(text.split())
+
+    def words(self, ids: Iterable[int]) -> list[str]:
+        """``decode(ids).split()``, decoded word by word (each word's pieces are memoised): the
+        pieces of a word read the same wherever the word stands."""
+        words: list[str] = []
+        group: list[int] = []
+        for token_id in ids:
+            if token_id == self.blank_id or token_id == self.cc_id:
+                continue
+            if group and self._starts_word[token_id]:
+                words.extend(self.decode(group).split())
+                group = []
+            group.append(token_id)
+        if group:
+            words.extend(self.decode(group).split())
+        return words
 
     def id_to_piece(self, token_id: int) -> str:
         return self._sp.id_to_piece(token_id)
@@ -70,7 +94,7 @@ class Tokenizer:
 
     def starts_word(self, token_id: int) -> bool:
         """Whether the piece begins a new word (SentencePiece's "▁" prefix)."""
-        return self.id_to_piece(token_id).startswith(WORD_BOUNDARY)
+        return self._starts_word[token_id]
 
 
 def train_tokenizer(
