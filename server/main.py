@@ -77,6 +77,7 @@ async def serve(settings: Settings, worker: WorkerLink | None = None) -> None:
         default=settings.default_model,
         beam_size=settings.beam_size,
         step_timeout_s=settings.step_timeout_s,
+        int8=settings.int8,
     )
     if worker is None:
         serve_metrics(settings.host, settings.metrics_port)

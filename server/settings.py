@@ -118,6 +118,14 @@ class Settings(BaseSettings):
         description="Override the models' search: 1 is greedy search, more is beam search with the "
         "model's LM fusion (default: what each model's config.json decoding section says).",
     )
+    int8: bool = Field(
+        False,
+        description="On CPU, compute the encoder's and the joiner output's matrix products with int8 "
+        "weights and activations (dynamic quantization): cheaper model steps, held-out WER within 0.1 "
+        "point, but each step scales the activations of all its streams together, so a stream's "
+        "result then depends a little on which streams share its batch (docs/decisions/0029). "
+        "Ignored on CUDA.",
+    )
     workers: int = Field(
         default_factory=cpu_cores,
         ge=1,

@@ -127,7 +127,9 @@ class ServerThread:
         connections: ConnectionPolicy | None = None,
         step_timeout_s: float = 10.0,
         server_options: dict[str, Any] | None = None,
+        int8: bool = False,
     ) -> None:
+        self.int8 = int8  # the server's --int8
         self.step_timeout_s = step_timeout_s
         self.server_options = server_options or {}  # more AsrServer keywords: tls, tokens, health_port
         self.model_dirs = model_dirs
@@ -170,6 +172,7 @@ class ServerThread:
                 default=self.default_model,
                 beam_size=self.beam_size,
                 step_timeout_s=self.step_timeout_s,
+                int8=self.int8,
             )
             self.server = AsrServer(
                 registry,

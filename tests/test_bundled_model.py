@@ -19,6 +19,7 @@ import torch
 from server.engine.decoder import StreamOptions
 from server.engine.offline import decode_streams, final_text
 from server.model.checkpoint import DEFAULT_MODEL_DIR
+from server.model.quantize import is_quantized, quantize_for_cpu
 from server.search.loading import load_model_and_search
 from server.search.options import Search
 from training.synth import synthesize_sentence, voice_pool
@@ -30,7 +31,7 @@ CI_SENTENCES = Path(__file__).resolve().parents[1] / "training" / "data" / "ci_s
 # and CTC rescoring of the final choice) and 12.6% greedy (7.65% / 20.6% on the noisier
 # 200-sentence held-out set of its MODEL_CARD.md). The bounds guard against regressions of the
 # serving path, search and weights (a broken path gives ~100%); lower them as the model improves.
-MAX_STREAMING_WER = {"default search": 0.10, "greedy": 0.18}
+MAX_STREAMING_WER = {"default search": 0.10, "greedy": 0.18, "default search, int8": 0.10}
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
 
@@ -50,11 +51,15 @@ def _pieces(samples: np.ndarray, rng: random.Random) -> list[np.ndarray]:
     return pieces
 
 
-@pytest.mark.parametrize("mode", ["default search", "greedy"])
+@pytest.mark.parametrize("mode", sorted(MAX_STREAMING_WER))
 def test_bundled_model_transcribes_unseen_voices_and_sentences(mode: str) -> None:
-    """The model's own search (beam search, token LM, rescored final choice) and plain greedy search, chunk by chunk."""
+    """The model's own search (beam search, token LM, rescored final choice), plain greedy search, and
+    the default search on the int8 model (the server's --int8), chunk by chunk."""
     torch.set_num_threads(2)
     model, default_search = load_model_and_search(DEFAULT_MODEL_DIR)
+    if mode.endswith("int8"):
+        quantize_for_cpu(model)
+        assert is_quantized(model)
     search = Search() if mode == "greedy" else default_search
     rng = random.Random(1234)
     voices = sorted(voice_pool("heldout"))

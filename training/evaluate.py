@@ -28,6 +28,7 @@ from server.engine.offline import decode_streams, final_text, in_pieces
 from server.model.checkpoint import DEFAULT_MODEL_DIR
 from server.model.frames import fbank_frames_per_second
 from server.model.frontend import compute_fbank
+from server.model.quantize import quantize_for_cpu
 from server.model.transducer import StreamingTransducer
 from server.search.loading import load_model_and_search
 from server.search.options import Search
@@ -46,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--manifest", type=Path, required=True, help="JSON lines {audio, text[, language]}")
     parser.add_argument("--mode", choices=["streaming", "offline"], default="streaming")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--int8", action="store_true", help="int8 encoder and joiner output, as the server computes with --int8"
+    )
     parser.add_argument("--batch-seconds", type=float, default=120.0, help="audio per decoding batch")
     parser.add_argument(
         "--select-language",
@@ -298,6 +302,8 @@ def evaluate_multi_talker(
 def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     model, default_search = load_model_and_search(args.model)
+    if args.int8:
+        quantize_for_cpu(model)
     search = search_from_arguments(model, default_search, args)
     if args.multi_talker:
         if args.mode != "streaming":
@@ -314,5 +320,6 @@ def run(args: argparse.Namespace) -> int:
         )
     summary["search"] = describe_search(search)
     summary["model"] = model.config.name
+    summary["int8"] = args.int8
     print(json.dumps(summary))
     return 0

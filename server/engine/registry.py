@@ -8,6 +8,7 @@ from pathlib import Path
 
 from server.engine.engine import Engine
 from server.model.checkpoint import CONFIG_FILE
+from server.model.quantize import is_quantized, quantize_for_cpu
 from server.search.loading import load_model_and_search
 
 log = logging.getLogger(__name__)
@@ -62,22 +63,27 @@ class ModelRegistry:
         default: str | None = None,
         beam_size: int | None = None,
         step_timeout_s: float = 0.0,
+        int8: bool = False,
     ) -> ModelRegistry:
         """Load checkpoints onto ``device`` (already resolved) and wrap each in an engine.
 
         ``beam_size`` overrides each model's default search width (1 = greedy); a model step
-        running longer than ``step_timeout_s`` (0: no limit) ends its streams (the watchdog).
+        running longer than ``step_timeout_s`` (0: no limit) ends its streams (the watchdog);
+        ``int8``: on the CPU, quantize each model's encoder and joiner output (``quantize_for_cpu``).
         """
         engines = []
         for model_dir in model_dirs:
             model, search = load_model_and_search(model_dir, device=device)
+            if int8 and device == "cpu":
+                quantize_for_cpu(model)
             log.info(
-                "loaded model %s from %s (%d parameters, languages %s, multi-talker %s)",
+                "loaded model %s from %s (%d parameters, languages %s, multi-talker %s, %s)",
                 model.config.name,
                 model_dir,
                 model.num_parameters,
                 model.config.languages,
                 model.config.multi_talker,
+                "int8 encoder and joiner" if is_quantized(model) else "float32",
             )
             if beam_size is not None:
                 search = search.with_options(beam=beam_size)

@@ -4,8 +4,12 @@ The encoder's linear layers and the joiner's output layer (the search's largest 
 every frame for every hypothesis) get int8 weights (per output channel) and int8 activations
 quantized per call (``torch.ao.quantization.quantize_dynamic``, fbgemm kernels: AVX2 and VNNI).
 The prediction network and the decoder projection stay float: the search reads them from a
-memo (``server.search.memo``), computed once per token context. Decision 0029 has the accuracy
-and speed measurements.
+memo (``server.search.memo``), computed once per token context.
+
+Dynamic quantization scales each call's activations by their range over the whole call, that is
+over every stream of a batched step: a stream's result then depends (slightly) on its batch
+mates, which float32 never does. So it is the server's ``--int8`` option, off by default;
+decision 0029 has the accuracy and speed measurements.
 """
 
 from __future__ import annotations
