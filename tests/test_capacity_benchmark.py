@@ -88,3 +88,22 @@ def test_one_short_run_reports_capacity_ratio_and_arithmetic(random_model_dir: P
     assert figures["arithmetic"]["fraction_of_limit"] == pytest.approx(
         2 / figures["arithmetic"]["limit_streams"], rel=0.01
     )
+
+
+@requires_espeak
+def test_step_speed_times_each_batch_size_on_the_cpu(random_model_dir: Path, tmp_path: Path) -> None:
+    """The GPU benchmark's model-step half (benchmarks/gpu.sh), run here on the CPU."""
+    report = tmp_path / "steps.json"
+    command = [
+        sys.executable, "step_speed.py", "--model", str(random_model_dir), "--device", "cpu", "--batches", "1", "3",
+        "--steps", "2", "--warmup", "1", "--report", str(report),
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, timeout=300, cwd=ROOT / "benchmarks")
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    runs = json.loads(report.read_text())["runs"]
+    assert [run["batch"] for run in runs] == [1, 3] and all(run["device"] == "cpu" for run in runs)
+    for run in runs:
+        assert run["step_ms"] > 0
+        # streams carried = batch x chunk seconds / step seconds (the random model's chunks: 4 x 40 ms)
+        assert run["real_time_streams"] == pytest.approx(run["batch"] * 0.16 / (run["step_ms"] / 1e3), rel=0.02)
+        assert run["real_time_streams"] * run["seconds_per_stream_second"] == pytest.approx(1.0, rel=0.02)
