@@ -110,7 +110,8 @@ def main() -> None:
         }
         print(
             f"{name} batch {batch:4d}: step {run['step_ms']:8.2f} ms, "
-            f"{run['real_time_streams']:8.1f} real-time streams, {run['seconds_per_stream_second']:.5f} s per stream-second"
+            f"{run['real_time_streams']:8.1f} real-time streams, "
+            f"{run['seconds_per_stream_second']:.5f} s per stream-second"
         )
         runs.append(run)
     write_report(args.report, model, runs)
