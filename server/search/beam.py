@@ -14,7 +14,7 @@ in and returned, so a stream can be decoded chunk by chunk exactly as in one pie
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from typing import TypeVar
 
 import torch
@@ -23,7 +23,7 @@ from torch import Tensor
 from server.model.transducer import StreamingTransducer
 from server.search.context_graph import ContextGraph
 from server.search.hypotheses import BeamState, BeamTrace
-from server.search.memo import fusion_memo, prediction_memo
+from server.search.memo import PredictionMemo, context_index, fusion_memo, prediction_memo
 from server.search.options import Search
 
 _HASH_MULTIPLIER = 1_000_003
@@ -105,21 +105,24 @@ def beam_search_frames(
     # read from memos (server.search.memo), so a frame gathers them rather than computing them.
     predictions, fusion = prediction_memo(model), fusion_memo(search, model)
 
-    def rows_of(state: BeamState) -> tuple[Tensor, Tensor]:  # (B, K, J), (B, K, V)
-        decoder_proj = predictions.lookup(state.decoder_context.view(batch * beam, -1)).view(batch, beam, -1)
-        token_terms = fusion.lookup(state.lm_context.view(batch * beam, -1)).view(batch, beam, -1)
-        return decoder_proj, token_terms
+    def rows_of(state: BeamState) -> tuple[_DistinctRows, Tensor]:
+        distinct = _DistinctRows.of(state.decoder_context, predictions)
+        token_terms = fusion.lookup(state.lm_context.view(batch * beam, -1)).view(batch, beam, -1)  # (B, K, V)
+        return distinct, token_terms
 
-    decoder_proj, token_terms = rows_of(state)
+    distinct, token_terms = rows_of(state)
     for t in range(num_steps):
         active = t < num_frames  # (B,)
         if not bool(active.any()):
             break
-        logits = model.joiner.output(torch.tanh(encoder_proj[:, t].unsqueeze(1) + decoder_proj))
+        # The joiner runs once per distinct (stream, decoder context): a quarter of the B x K rows
+        # with en-small's 2-token context, as most of a beam ends in the same tokens.
+        hidden = torch.tanh(encoder_proj[distinct.stream, t] + distinct.decoder_proj)  # (U, J)
+        logits = model.joiner.output(hidden)  # (U, V)
         if allowed is not None:
-            logits = logits.masked_fill(~allowed[:, None, :], float("-inf"))
+            logits = logits.masked_fill(~allowed[distinct.stream], float("-inf"))
         # Fusion terms apply to tokens only: a blank (or <cc>) neither advances the LM nor earns the bonus.
-        log_probs = logits.float().log_softmax(dim=-1) + token_terms  # (B, K, V)
+        log_probs = logits.float().log_softmax(dim=-1)[distinct.inverse].view(batch, beam, -1) + token_terms
         vocab = log_probs.shape[-1]
         following = _boost_(log_probs, state.context_state, boosted, blank, cc) if boosted else []
         candidates = (state.scores.unsqueeze(2) + log_probs).view(batch, beam * vocab)
@@ -153,8 +156,33 @@ def beam_search_frames(
         new_trace = _extend_trace(trace, parent, token, emit, frame_offset + t)
         state = _where_active(active, new_state, state)
         trace = _where_active(active, new_trace, _pad_history(trace, new_trace.tokens.shape[2]))
-        decoder_proj, token_terms = rows_of(state)
+        distinct, token_terms = rows_of(state)
     return state, trace
+
+
+@dataclass(frozen=True)
+class _DistinctRows:
+    """The distinct (stream, decoder context) pairs of a beam state, U of the B x K hypotheses.
+
+    stream (U,) each pair's stream; decoder_proj (U, J) its prediction-network row through the
+    decoder projection; inverse (B * K,) the pair of each hypothesis (row-major)."""
+
+    stream: Tensor
+    decoder_proj: Tensor
+    inverse: Tensor
+
+    @classmethod
+    def of(cls, decoder_context: Tensor, predictions: PredictionMemo) -> _DistinctRows:
+        """decoder_context (B, K, C) -> the distinct pairs, their rows read from the memo."""
+        batch, beam, width = decoder_context.shape
+        flat = decoder_context.reshape(batch * beam, width)
+        stream = torch.arange(batch, device=flat.device).repeat_interleave(beam)
+        key = stream * predictions.vocab_size**width + context_index(flat, predictions.vocab_size)
+        unique, inverse = torch.unique(key, return_inverse=True)
+        # One hypothesis of each pair (any: they share the context) gives its stream and context.
+        first = torch.empty(unique.shape[0], dtype=torch.int64, device=flat.device)
+        first.scatter_(0, inverse, torch.arange(flat.shape[0], device=flat.device))
+        return cls(stream=first // beam, decoder_proj=predictions.lookup(flat[first]), inverse=inverse)
 
 
 def _boost_(
