@@ -164,9 +164,30 @@ def partial_stability(
 def _starts_with_words(tokens: list[int], partial: list[int], words: list[str], tokenizer: TokenizerLike) -> bool:
     """Whether ``tokens`` read as text starting with ``words`` (the partial's, of tokens ``partial``).
 
-    Most of the beam extends the partial's own tokens: then the words agree unless the next
-    token continues the partial's last word, which needs no decoding (this runs per partial).
+    Most of the beam extends the partial's own tokens: then the words agree when the next token
+    opens a word, which needs no decoding (this runs per partial); otherwise only the words from
+    the last word start both share are read.
     """
-    if tokens[: len(partial)] == partial:
-        return len(tokens) == len(partial) or tokenizer.starts_word(tokens[len(partial)])
-    return tokenizer.words(tokens)[: len(words)] == words
+    extends = tokens[: len(partial)] == partial
+    if extends and (len(tokens) == len(partial) or not partial or tokenizer.starts_word(tokens[len(partial)])):
+        return True
+    # The two agree up to their first different token, so up to the last word start before it
+    # their words agree too (words(x + y) = words(x) + words(y) when y opens a word): only the
+    # rest of each is read.
+    common = min(len(tokens), len(partial))
+    start = next((i for i in range(common) if tokens[i] != partial[i]), common)
+
+    def opens_word(i: int) -> bool:  # both sequences have a word boundary before position i
+        in_partial = i == len(partial) or tokenizer.starts_word(partial[i])
+        in_tokens = i == len(tokens) or tokenizer.starts_word(tokens[i])
+        return i == 0 or (in_partial and in_tokens)
+
+    if not opens_word(start):
+        start -= 1
+        while start > 0 and not tokenizer.starts_word(partial[start]):
+            start -= 1
+    rest = tokenizer.words(partial[start:])
+    shared = len(words) - len(rest)  # the partial's words before ``start``, which ``tokens`` has too
+    if shared < 0:  # ``words`` are not the partial's tokens read as words: compare it all
+        return tokenizer.words(tokens)[: len(words)] == words
+    return tokenizer.words(tokens[start:])[: len(rest)] == words[shared:]
