@@ -30,7 +30,7 @@ from server.engine.batch import BatchStepper, Window
 from server.engine.decoder import StreamDecoder, StreamOptions
 from server.engine.registry import resolve_device
 from server.model.checkpoint import DEFAULT_MODEL_DIR
-from server.model.quantize import quantize_for_cpu
+from server.model.quantize import quantize_for_cpu, read_ranges
 from server.search.loading import load_model_and_search
 
 SENTENCE = (
@@ -92,7 +92,10 @@ def main() -> None:
     if args.int8:
         if device != "cpu":
             raise SystemExit("step_speed: --int8 is a CPU option")
-        quantize_for_cpu(model)
+        ranges = read_ranges(args.model)
+        if ranges is None:
+            raise SystemExit(f"step_speed: {args.model} has no int8 ranges (asr-train calibrate-int8)")
+        quantize_for_cpu(model, ranges)
     samples = speech(model.config.sample_rate, args.audio)
     stream_windows = windows(StreamDecoder(model, search, StreamOptions()), samples)
     chunk_seconds = model.config.encoder.chunk_size * model.frame_shift_ms / 1000.0

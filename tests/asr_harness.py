@@ -127,9 +127,9 @@ class ServerThread:
         connections: ConnectionPolicy | None = None,
         step_timeout_s: float = 10.0,
         server_options: dict[str, Any] | None = None,
-        int8: bool = False,
+        int8: bool = True,
     ) -> None:
-        self.int8 = int8  # the server's --int8
+        self.int8 = int8  # the server's --int8 (its default: models with calibrated ranges run int8)
         self.step_timeout_s = step_timeout_s
         self.server_options = server_options or {}  # more AsrServer keywords: tls, tokens, health_port
         self.model_dirs = model_dirs

@@ -19,7 +19,7 @@ import torch
 from server.engine.decoder import StreamOptions
 from server.engine.offline import decode_streams, final_text
 from server.model.checkpoint import DEFAULT_MODEL_DIR
-from server.model.quantize import is_quantized, quantize_for_cpu
+from server.model.quantize import is_quantized, quantize_for_cpu, read_ranges
 from server.search.loading import load_model_and_search
 from server.search.options import Search
 from training.synth import synthesize_sentence, voice_pool
@@ -54,11 +54,13 @@ def _pieces(samples: np.ndarray, rng: random.Random) -> list[np.ndarray]:
 @pytest.mark.parametrize("mode", sorted(MAX_STREAMING_WER))
 def test_bundled_model_transcribes_unseen_voices_and_sentences(mode: str) -> None:
     """The model's own search (beam search, token LM, rescored final choice), plain greedy search, and
-    the default search on the int8 model (the server's --int8), chunk by chunk."""
+    the default search on the int8 model (what the server runs on a CPU), chunk by chunk."""
     torch.set_num_threads(2)
     model, default_search = load_model_and_search(DEFAULT_MODEL_DIR)
     if mode.endswith("int8"):
-        quantize_for_cpu(model)
+        ranges = read_ranges(DEFAULT_MODEL_DIR)
+        assert ranges is not None
+        quantize_for_cpu(model, ranges)
         assert is_quantized(model)
     search = Search() if mode == "greedy" else default_search
     rng = random.Random(1234)

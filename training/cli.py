@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from training import average, bundle, curve, evaluate, fit, lm, model_card, synth, tune_rescoring
+from training import average, bundle, calibrate_int8, curve, evaluate, fit, lm, model_card, synth, tune_rescoring
 from training.devsets import asterisk_fr
 from training.multilingual import synth_multi
 from training.tsot import mix as mix_tsot
@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
         ("lm", lm, "build the token n-gram LM for beam search (or --words: the word LM) and make it a model's default"),
         ("tune-rescoring", tune_rescoring, "choose the word-LM rescoring weights on a validation manifest"),
         ("eval", evaluate, "WER/CER of a model on a manifest"),
+        ("calibrate-int8", calibrate_int8, "measure the input ranges the server's --int8 quantizes with"),
         ("card", model_card, "measure a model and write its MODEL_CARD.md"),
         ("curve", curve, "a run's training curve (log.jsonl) as a Markdown table"),
         ("convert-whisper", convert_whisper, "Whisper's encoder (CTranslate2 model.bin or openai .pt) to safetensors"),

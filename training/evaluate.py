@@ -28,7 +28,7 @@ from server.engine.offline import decode_streams, final_text, in_pieces
 from server.model.checkpoint import DEFAULT_MODEL_DIR
 from server.model.frames import fbank_frames_per_second
 from server.model.frontend import compute_fbank
-from server.model.quantize import quantize_for_cpu
+from server.model.quantize import RANGES_FILE, quantize_for_cpu, read_ranges
 from server.model.transducer import StreamingTransducer
 from server.search.loading import load_model_and_search
 from server.search.options import Search
@@ -303,7 +303,10 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     model, default_search = load_model_and_search(args.model)
     if args.int8:
-        quantize_for_cpu(model)
+        ranges = read_ranges(args.model)
+        if ranges is None:
+            raise SystemExit(f"eval --int8: {args.model} has no {RANGES_FILE}; run asr-train calibrate-int8 first")
+        quantize_for_cpu(model, ranges)
     search = search_from_arguments(model, default_search, args)
     if args.multi_talker:
         if args.mode != "streaming":

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from server.engine.engine import Engine
 from server.model.checkpoint import CONFIG_FILE
-from server.model.quantize import is_quantized, quantize_for_cpu
+from server.model.quantize import RANGES_FILE, int8_available, is_quantized, quantize_for_cpu, read_ranges
 from server.search.loading import load_model_and_search
 
 log = logging.getLogger(__name__)
@@ -69,13 +69,23 @@ class ModelRegistry:
 
         ``beam_size`` overrides each model's default search width (1 = greedy); a model step
         running longer than ``step_timeout_s`` (0: no limit) ends its streams (the watchdog);
-        ``int8``: on the CPU, quantize each model's encoder and joiner output (``quantize_for_cpu``).
+        ``int8``: on the CPU, quantize each model's encoder and joiner output with its calibrated
+        input ranges (``quantize_for_cpu``; a model without them stays float32).
         """
         engines = []
         for model_dir in model_dirs:
             model, search = load_model_and_search(model_dir, device=device)
             if int8 and device == "cpu":
-                quantize_for_cpu(model)
+                ranges = read_ranges(model_dir)
+                if ranges is None:
+                    log.info("model %s has no %s (asr-train calibrate-int8): float32", model.config.name, RANGES_FILE)
+                elif not int8_available():
+                    log.warning(
+                        "this torch build has no fbgemm int8 linear (x86 CPUs): model %s stays float32",
+                        model.config.name,
+                    )
+                else:
+                    quantize_for_cpu(model, ranges)
             log.info(
                 "loaded model %s from %s (%d parameters, languages %s, multi-talker %s, %s)",
                 model.config.name,

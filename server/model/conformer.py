@@ -46,9 +46,10 @@ ACTIVATIONS = {"swish": nn.SiLU, "gelu": nn.GELU}
 
 
 def is_zero_linear(layer: nn.Module) -> bool:
-    """Whether a linear layer's weight and bias are all exactly zero (its output is zero)."""
-    assert isinstance(layer, nn.Linear)
-    return not bool(layer.weight.any()) and (layer.bias is None or not bool(layer.bias.any()))
+    """Whether a linear layer's (``nn.Linear`` or its int8 form) weight and bias are all exactly zero."""
+    weight, bias = layer.weight, getattr(layer, "bias", None)
+    assert isinstance(weight, Tensor), f"not a linear layer: {type(layer).__name__}"
+    return not bool(weight.any()) and (bias is None or not bool(bias.any()))
 
 
 class FeedForward(nn.Module):
