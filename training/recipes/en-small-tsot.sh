@@ -44,3 +44,6 @@ $BIN/asr-train fit --train-manifest $D/src-train/part1.jsonl $D/mix-a/part1.json
 # (As run: steps 1-67 on the part1 sets only, then --resume with all five; the cool-down flags from
 # step 338 on (first ending at 2200, moved to 2000 at step 1136), which changes nothing before step
 # 1300. Restarts redraw the batch order.)
+# Bundled as models/en-small-tsot (asr-train bundle, en-small's LM files copied in). Session 13: its
+# int8 input ranges (the server's CPU default, decision 0029), on en-small's dev set:
+$BIN/asr-train calibrate-int8 --model models/en-small-tsot --manifest data/dev/manifest.jsonl --utterances 60

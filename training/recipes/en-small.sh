@@ -115,6 +115,8 @@ $BIN/asr-train lm --model models/en-small --words --sentences 200000 --seed 1234
 $BIN/asr-train tune-rescoring --model models/en-small --manifest data/dev/manifest.jsonl --beam 32 \
     --weights 0.3 0.4 0.5 0.6 --word-bonuses 3 4 5 6 --oov-penalties 4 8 12 --ctc-weights 0.2 0.3 0.4 0.5 0.7 \
     --set-default
+# int8 input ranges for the server's CPU default (session 13, decision 0029): the dev set, never held-out.
+$BIN/asr-train calibrate-int8 --model models/en-small --manifest data/dev/manifest.jsonl --utterances 60
 $BIN/asr-train card --model models/en-small --heldout data/heldout/manifest.jsonl \
     --train-manifest data/train/manifest.jsonl data/train2/manifest.jsonl data/train3/manifest.jsonl \
     data/train4/manifest.jsonl

@@ -49,5 +49,7 @@ $BIN/asr-train fit --train-manifest "$EXP/train-a.jsonl" --valid-manifest "$EXP/
 
 # 4. Report: streaming, greedy, each utterance with its language selected.
 $BIN/asr-train bundle --checkpoint "$EXP/w9/latest" --out "$EXP/w9/model"
+# int8 input ranges (the server's CPU default, decision 0029), on the validation utterances, not the report set.
+$BIN/asr-train calibrate-int8 --model "$EXP/w9/model" --manifest "$EXP/valid.jsonl" --utterances 100
 $BIN/asr-train eval --model "$EXP/w9/model" --manifest "$EXP/report.jsonl" --beam 1 --select-language
 $BIN/asr-train eval --model "$EXP/w9/model" --manifest "$CACHE/devsets/asterisk-fr/manifest.jsonl" --beam 1 --select-language
