@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
-from model_helpers import check_batched_equals_alone, check_streamed_equals_whole, noisy_model, random_token_lm
+from model_helpers import check_batched_equals_alone, check_streamed_equals_whole
 
 from server.model.transducer import StreamingTransducer
 from server.search.beam import _merge_duplicates, beam_search_frames
@@ -15,16 +13,6 @@ from server.search.greedy import greedy_search_frames
 from server.search.hypotheses import beam_updates, init_beam_state
 from server.search.ngram_lm import TokenNgramLM, build_ngram_lm
 from server.search.options import Search, SearchOptions, SearchResources
-
-
-@pytest.fixture(scope="module")
-def model(random_model_dir: Path) -> StreamingTransducer:
-    return noisy_model(random_model_dir)
-
-
-@pytest.fixture(scope="module")
-def lm(model: StreamingTransducer) -> TokenNgramLM:
-    return random_token_lm(model)
 
 
 def _search(lm: TokenNgramLM) -> Search:

@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 from asr_client.api.asr.v1 import asr_pb2, asr_pb2_grpc
 from asr_harness import ServerThread, config, fixed_chunks, requires_espeak, stream, synthesize
-from model_helpers import noisy_model
 
 from server.engine.decoder import StreamOptions
 from server.engine.endpoint import EndpointConfig
@@ -155,11 +154,6 @@ def test_alternatives_are_distinct_texts_with_summed_probability(random_model_di
 
 
 # -- batching --------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def model(random_model_dir: Path) -> StreamingTransducer:
-    return noisy_model(random_model_dir)
-
-
 def _decode(model: StreamingTransducer, utterances: list[np.ndarray], options: list[StreamOptions], join_at=None):
     pieces = [[u[s : s + 17] for s in range(0, len(u), 17)] for u in utterances]
     search = Search(SearchOptions(beam=4))

@@ -19,7 +19,7 @@ import pytest
 import torch
 from asr_client.api.asr.v1 import asr_pb2, asr_pb2_grpc
 from asr_harness import ServerThread, config, fixed_chunks, requires_espeak, stream, synthesize
-from model_helpers import NO_ENDPOINTS, noisy_model
+from model_helpers import NO_ENDPOINTS
 
 from server.api.search_options import DEFAULT_BOOST, TOKEN_BONUS_PER_BOOST, context_graph
 from server.engine.decoder import StreamOptions
@@ -121,11 +121,6 @@ def test_tokens_outside_the_vocabulary_are_refused() -> None:
 
 
 # -- the search --------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def model(random_model_dir: Path) -> StreamingTransducer:
-    return noisy_model(random_model_dir)
-
-
 def _features(lengths: Sequence[int], seed: int) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     return [rng.standard_normal((n, 80)).astype(np.float32) for n in lengths]

@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
-from model_helpers import noisy_model, random_token_lm
 
 from server.model.transducer import StreamingTransducer
 from server.search.memo import FusionMemo, PredictionMemo, context_index, fusion_memo, prediction_memo
 from server.search.ngram_lm import TokenNgramLM
 from server.search.options import Search, SearchOptions, SearchResources
-
-
-@pytest.fixture(scope="module")
-def model(random_model_dir: Path) -> StreamingTransducer:
-    return noisy_model(random_model_dir)
-
-
-@pytest.fixture(scope="module")
-def lm(model: StreamingTransducer) -> TokenNgramLM:
-    return random_token_lm(model)
 
 
 def _contexts(model: StreamingTransducer, rows: int, width: int, seed: int) -> torch.Tensor:
